@@ -1,0 +1,81 @@
+//! The data pipeline's error type: every variant names the file (and the line or column where there is
+//! one) so a bad input can be found and fixed.
+
+use std::path::PathBuf;
+
+/// What went wrong, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A JSON value in the file is malformed or does not have the expected shape.
+    #[error("{path}:{line}:{column}: {message}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser said.
+        message: String,
+    },
+    /// The file ends in the middle of a JSON array.
+    #[error(
+        "{path}: truncated JSON array: it ends inside element {element} (line {line}) after \
+         {complete} complete elements; pass --allow-truncated to keep those"
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// 0-based index of the element that was cut.
+        element: usize,
+        /// 1-based line where that element starts.
+        line: usize,
+        /// How many elements before it parsed.
+        complete: usize,
+    },
+    /// The input's overall format is not one we read.
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A parquet file is unreadable or lacks what the WildChat schema needs.
+    #[error("{path}: {message}")]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it (a missing column, a wrong type, a corrupt footer…).
+        message: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the file it came from.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wraps a polars error with the file it came from.
+    pub fn parquet(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
+        Error::Parquet {
+            path: path.into(),
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Result with the pipeline's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
