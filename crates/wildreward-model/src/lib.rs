@@ -1,12 +1,36 @@
-//! The reward model on candle: backbones, heads, losses, checkpoint loading, tokenizer and scorer.
+//! The reward model on candle: a differentiable Llama-family backbone (Llama 2/3, SmolLM2, Mistral,
+//! Qwen2/2.5, Qwen3), ordinal / CORAL / scalar heads, stable losses, checkpoint loading
+//! (HF safetensors, sharded or not, the hf-hub cache, GGUF), HF-layout saving, the batched
+//! [`scorer::Scorer`], and KV-cache generation for online DPO.
 //!
-//! This crate now holds what the foundation needs: where the fetched models live ([`assets`]) and a
-//! reader of GGUF checkpoint metadata ([`gguf`]). The differentiable backbone, the ordinal heads,
-//! the losses, loading, saving and the `Scorer` arrive with the model-core issue.
+//! Training needs gradients through every op: candle's fused `rms_norm`, `softmax_last_dim` and
+//! `rope` record none, so [`nn::Kernels::Differentiable`] (the default) builds them from primitives;
+//! [`nn::Kernels::Fused`] uses the fused kernels for inference and is tested to agree.
 //!
 //! Dependencies and why: `candle-core` / `candle-nn` are the tensor library (CPU by default, CUDA with
 //! the `cuda` feature, which needs nvcc and is never enabled in CI); `tokenizers` is the HF tokenizer
-//! candle itself uses; `cudarc` (optional) is candle's CUDA driver binding.
+//! candle itself uses; `hf-hub` (no network features) finds models in the local hub cache; `rand`
+//! seeds new heads and sampling; `cudarc` (optional) is candle's CUDA driver binding.
 
 pub mod assets;
+pub mod backbone;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod generate;
 pub mod gguf;
+pub mod head;
+pub mod loss;
+pub mod model;
+pub mod nn;
+pub mod scorer;
+pub mod tokenizer;
+pub mod weights;
+
+pub use backbone::{Backbone, KvCache};
+pub use config::{Architecture, ModelConfig};
+pub use error::{ModelError, Result};
+pub use head::{HeadKind, ScoreHead};
+pub use model::{LoadOptions, RewardModel};
+pub use nn::Kernels;
+pub use scorer::{Scored, Scorer, ScorerOptions, Truncation};

@@ -1,0 +1,410 @@
+//! The Llama-family decoder (Llama 2/3, SmolLM2, Mistral, Qwen2/2.5, Qwen3), written with
+//! differentiable candle ops, returning the final hidden states of a right-padded batch; plus a
+//! KV-cache path and the LM head for generation. Tensor names are the HF checkpoint's.
+
+use crate::config::{Architecture, ModelConfig};
+use crate::nn::{
+    causal_padding_mask, inv_freq, repeat_kv, softmax_last, Kernels, Linear, RmsNorm, Rotary,
+};
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+/// Keys and values of earlier positions, one entry per layer, for incremental decoding.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Positions already cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Repeats a single-row cache `n` times along the batch, so `n` samples share one prompt pass.
+    pub fn expand_batch(&mut self, n: usize) -> Result<()> {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.repeat((n, 1, 1, 1))?;
+            *v = v.repeat((n, 1, 1, 1))?;
+        }
+        Ok(())
+    }
+}
+
+/// Multi-head attention with grouped key/value heads and rotary positions.
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    kernels: Kernels,
+}
+
+impl Attention {
+    fn load(
+        vb: VarBuilder,
+        cfg: &ModelConfig,
+        arch: Architecture,
+        kernels: Kernels,
+    ) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim());
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_kv_heads());
+        let bias = cfg.qkv_bias();
+        let (q_norm, k_norm) = if arch == Architecture::Qwen3 {
+            let eps = cfg.rms_norm_eps;
+            (
+                Some(RmsNorm::load(vb.pp("q_norm"), hd, eps, kernels)?),
+                Some(RmsNorm::load(vb.pp("k_norm"), hd, eps, kernels)?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            q_proj: Linear::load(vb.pp("q_proj"), h, nh * hd, bias)?,
+            k_proj: Linear::load(vb.pp("k_proj"), h, nkv * hd, bias)?,
+            v_proj: Linear::load(vb.pp("v_proj"), h, nkv * hd, bias)?,
+            // Only Llama-style `attention_bias: true` puts a bias on the output projection.
+            o_proj: Linear::load(
+                vb.pp("o_proj"),
+                nh * hd,
+                h,
+                cfg.attention_bias == Some(true),
+            )?,
+            q_norm,
+            k_norm,
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: hd,
+            kernels,
+        })
+    }
+
+    /// `[b, l, heads·hd]` → `[b, heads, l, hd]`, with the per-head norm when the model has one.
+    fn split_heads(&self, x: Tensor, heads: usize, norm: Option<&RmsNorm>) -> Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        let x = x.reshape((b, l, heads, self.head_dim))?;
+        let x = match norm {
+            Some(n) => n.forward(&x)?,
+            None => x,
+        };
+        x.transpose(1, 2)?.contiguous()
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        offset: usize,
+        mask: Option<&Tensor>,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        let q = self.split_heads(self.q_proj.forward(x)?, self.n_heads, self.q_norm.as_ref())?;
+        let k = self.split_heads(
+            self.k_proj.forward(x)?,
+            self.n_kv_heads,
+            self.k_norm.as_ref(),
+        )?;
+        let v = self.split_heads(self.v_proj.forward(x)?, self.n_kv_heads, None)?;
+        let q = rotary.apply(&q, offset, self.kernels)?;
+        let mut k = rotary.apply(&k, offset, self.kernels)?;
+        let mut v = v;
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.as_ref() {
+                k = Tensor::cat(&[pk, &k], 2)?;
+                v = Tensor::cat(&[pv, &v], 2)?;
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let n_rep = self.n_heads / self.n_kv_heads;
+        let k = repeat_kv(k, n_rep)?.contiguous()?;
+        let v = repeat_kv(v, n_rep)?.contiguous()?;
+        let q = (q * (1.0 / (self.head_dim as f64).sqrt()))?;
+        let scores = q.matmul(&k.t()?)?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let probs = softmax_last(&scores, self.kernels)?;
+        let out = probs.matmul(&v)?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b, l, self.n_heads * self.head_dim))?;
+        self.o_proj.forward(&out)
+    }
+}
+
+/// The gated MLP: `down(silu(gate(x)) · up(x))`.
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            gate_proj: Linear::load(vb.pp("gate_proj"), h, i, false)?,
+            up_proj: Linear::load(vb.pp("up_proj"), h, i, false)?,
+            down_proj: Linear::load(vb.pp("down_proj"), i, h, false)?,
+        })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(x)?.silu()?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}
+
+/// One pre-norm decoder block.
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl DecoderLayer {
+    fn load(
+        vb: VarBuilder,
+        cfg: &ModelConfig,
+        arch: Architecture,
+        kernels: Kernels,
+    ) -> Result<Self> {
+        let eps = cfg.rms_norm_eps;
+        Ok(Self {
+            input_layernorm: RmsNorm::load(
+                vb.pp("input_layernorm"),
+                cfg.hidden_size,
+                eps,
+                kernels,
+            )?,
+            self_attn: Attention::load(vb.pp("self_attn"), cfg, arch, kernels)?,
+            post_attention_layernorm: RmsNorm::load(
+                vb.pp("post_attention_layernorm"),
+                cfg.hidden_size,
+                eps,
+                kernels,
+            )?,
+            mlp: Mlp::load(vb.pp("mlp"), cfg)?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        offset: usize,
+        mask: Option<&Tensor>,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let attn = self.self_attn.forward(
+            &self.input_layernorm.forward(x)?,
+            rotary,
+            offset,
+            mask,
+            cache,
+        )?;
+        let x = (x + attn)?;
+        let mlp = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&x)?)?;
+        x + mlp
+    }
+}
+
+/// The decoder: embeddings, blocks, final norm, and (for generation) the LM head.
+#[derive(Debug, Clone)]
+pub struct Backbone {
+    embed_tokens: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Option<Linear>,
+    rotary: Rotary,
+    hidden_size: usize,
+    dtype: DType,
+    device: Device,
+}
+
+impl Backbone {
+    /// Loads `model.*` (and `lm_head.weight` when untied and present) from `vb`.
+    pub fn load(vb: VarBuilder, cfg: &ModelConfig, kernels: Kernels) -> Result<Self> {
+        let arch = cfg
+            .validate()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let m = vb.pp("model");
+        let embed_tokens = m.get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::load(m.pp(format!("layers.{i}")), cfg, arch, kernels))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(m.pp("norm"), cfg.hidden_size, cfg.rms_norm_eps, kernels)?;
+        let lm_head = if !cfg.tie_word_embeddings && vb.contains_tensor("lm_head.weight") {
+            Some(Linear::load(
+                vb.pp("lm_head"),
+                cfg.hidden_size,
+                cfg.vocab_size,
+                false,
+            )?)
+        } else {
+            None
+        };
+        let max_pos = cfg.max_position_embeddings.unwrap_or(4096).min(131_072);
+        let rotary = Rotary::new(&inv_freq(cfg), max_pos, vb.dtype(), vb.device())?;
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary,
+            hidden_size: cfg.hidden_size,
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
+        })
+    }
+
+    /// Model width.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    /// Longest sequence the position tables cover.
+    pub fn max_positions(&self) -> usize {
+        self.rotary.max_positions()
+    }
+
+    /// The dtype of the weights and activations.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Where the weights live.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        self.embed_tokens
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, l, self.hidden_size))
+    }
+
+    /// Final hidden states `[batch, seq, hidden]` of a right-padded batch `ids` `[batch, seq]` whose
+    /// rows have `lengths` real tokens. Real positions are exactly what each row alone would give.
+    pub fn forward(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        if lengths.len() != b || lengths.iter().any(|&n| n == 0 || n > l) {
+            candle_core::bail!("lengths {lengths:?} do not fit a batch of {b} rows of {l} tokens");
+        }
+        if l > self.max_positions() {
+            candle_core::bail!(
+                "sequence of {l} tokens exceeds the {} positions",
+                self.max_positions()
+            );
+        }
+        let mask = if l > 1 {
+            Some(causal_padding_mask(lengths, l, self.dtype, &self.device)?)
+        } else {
+            None
+        };
+        let mut x = self.embed(ids)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &self.rotary, 0, mask.as_ref(), None)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Hidden states for `ids` `[batch, new]` continuing the cached positions (all rows the same
+    /// length, as when sampling several answers to one prompt); appends to `cache`.
+    pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
+        let offset = cache.len;
+        if offset + t > self.max_positions() {
+            candle_core::bail!(
+                "{} tokens exceed the {} positions",
+                offset + t,
+                self.max_positions()
+            );
+        }
+        if cache.layers.len() != self.layers.len() {
+            cache.layers = vec![None; self.layers.len()];
+        }
+        let mask = if t > 1 {
+            // Query i (absolute offset + i) sees keys 0..=offset + i.
+            let total = offset + t;
+            let data: Vec<f32> = (0..t)
+                .flat_map(|i| {
+                    (0..total).map(move |j| {
+                        if j > offset + i {
+                            f32::NEG_INFINITY
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+                .collect();
+            Some(Tensor::from_vec(data, (1, 1, t, total), &self.device)?.to_dtype(self.dtype)?)
+        } else {
+            None
+        };
+        let mut x = self.embed(ids)?;
+        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = layer.forward(&x, &self.rotary, offset, mask.as_ref(), Some(slot))?;
+        }
+        cache.len += t;
+        self.norm.forward(&x)
+    }
+
+    /// Next-token logits from hidden states `[…, hidden]` through the LM head (the embedding matrix
+    /// when tied). Errors if the checkpoint has an untied head that was not saved (a classifier).
+    pub fn lm_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let w = self.embed_tokens.t()?;
+                match hidden.dims() {
+                    [b, l, h] => hidden
+                        .reshape((b * l, *h))?
+                        .matmul(&w)?
+                        .reshape((*b, *l, ())),
+                    _ => hidden.matmul(&w),
+                }
+            }
+        }
+    }
+
+    /// Gathers each row's hidden state at its last real token: `[batch, seq, hidden]` → `[batch,
+    /// hidden]` (differentiable).
+    pub fn last_token(hidden: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let (b, l, h) = hidden.dims3()?;
+        let idx: Vec<u32> = lengths
+            .iter()
+            .enumerate()
+            .map(|(row, &n)| (row * l + n - 1) as u32)
+            .collect();
+        let idx = Tensor::from_vec(idx, b, hidden.device())?;
+        hidden.reshape((b * l, h))?.index_select(&idx, 0)
+    }
+}

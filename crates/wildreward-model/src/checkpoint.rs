@@ -1,0 +1,159 @@
+//! Saving a reward model as an HF directory that `transformers` loads as
+//! `{Llama,Mistral,Qwen2,Qwen3}ForSequenceClassification`: `config.json` (with `num_labels`,
+//! `problem_type`, `pad_token_id`), `model.safetensors` (HF tensor names) and the tokenizer files.
+//!
+//! The directory is written under a temporary name and renamed into place, so a crash never leaves
+//! something that looks like a finished checkpoint.
+
+use crate::error::{ModelError, Result};
+use crate::head::HeadKind;
+use crate::model::RewardModel;
+use candle_core::{DType, Tensor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F16 => "float16",
+        DType::BF16 => "bfloat16",
+        DType::F64 => "float64",
+        _ => "float32",
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| ModelError::io(path, e))
+}
+
+/// The `config.json` a saved reward model carries.
+pub fn classification_config(model: &RewardModel) -> Result<serde_json::Value> {
+    let mut cfg = model.config().clone();
+    let arch = cfg.architecture().map_err(|e| ModelError::Config {
+        path: model.source().to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let kind = model.head().kind();
+    let n = model.head().outputs();
+    cfg.architectures = vec![arch.classification_class().to_string()];
+    cfg.num_labels = Some(n);
+    cfg.problem_type = Some(
+        if kind == HeadKind::Scalar {
+            "regression"
+        } else {
+            "multi_label_classification"
+        }
+        .into(),
+    );
+    cfg.pad_token_id = Some(model.pad_id());
+    cfg.id2label = Some(
+        (0..n)
+            .map(|i| (i.to_string(), format!("LABEL_{i}").into()))
+            .collect(),
+    );
+    cfg.extra.insert(
+        "label2id".into(),
+        (0..n)
+            .map(|i| (format!("LABEL_{i}"), i.into()))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    );
+    cfg.extra.insert(
+        "torch_dtype".into(),
+        dtype_name(model.backbone().dtype()).into(),
+    );
+    cfg.wildreward_head = (kind != HeadKind::Ordinal).then(|| kind.name().to_string());
+    serde_json::to_value(&cfg).map_err(|e| ModelError::Config {
+        path: model.source().to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// The tensors a saved reward model holds: the backbone (without any LM head) and the score head.
+pub fn classification_tensors(model: &RewardModel) -> HashMap<String, Tensor> {
+    let mut out: HashMap<String, Tensor> = model
+        .tensors()
+        .iter()
+        .filter(|(name, _)| name.starts_with("model."))
+        .map(|(n, t)| (n.clone(), t.clone()))
+        .collect();
+    out.extend(model.head().tensors());
+    out
+}
+
+fn tokenizer_config(model: &RewardModel) -> serde_json::Value {
+    let tok = model.tokenizer();
+    let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i));
+    let first = |v: &Option<serde_json::Value>| match v {
+        Some(serde_json::Value::Number(n)) => n.as_u64().map(|x| x as u32),
+        Some(serde_json::Value::Array(a)) => a.first().and_then(|x| x.as_u64()).map(|x| x as u32),
+        _ => None,
+    };
+    let cfg = model.config();
+    let mut out = serde_json::json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "pad_token": name(Some(model.pad_id())),
+        "eos_token": name(first(&cfg.eos_token_id)),
+        "bos_token": name(first(&cfg.bos_token_id)),
+        "model_max_length": cfg.max_position_embeddings.unwrap_or(4096),
+        "clean_up_tokenization_spaces": false,
+    });
+    if let (Some(t), Some(o)) = (model.chat_template(), out.as_object_mut()) {
+        o.insert("chat_template".into(), t.into());
+    }
+    out
+}
+
+/// Saves `model` into `dir` (replacing a previous save there only once the new one is complete).
+pub fn save(model: &RewardModel, dir: &Path) -> Result<()> {
+    let tmp = sibling(dir, "partial");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    let pretty = |v: &serde_json::Value| serde_json::to_vec_pretty(v).unwrap_or_default();
+    write(
+        &tmp.join("config.json"),
+        &pretty(&classification_config(model)?),
+    )?;
+    let weights = tmp.join("model.safetensors");
+    candle_core::safetensors::save(&classification_tensors(model), &weights).map_err(|e| {
+        ModelError::Weights {
+            path: weights.clone(),
+            message: e.to_string(),
+        }
+    })?;
+    let tok = tmp.join("tokenizer.json");
+    model
+        .tokenizer()
+        .save(&tok, false)
+        .map_err(|e| ModelError::Tokenizer {
+            path: tok.clone(),
+            message: e.to_string(),
+        })?;
+    write(
+        &tmp.join("tokenizer_config.json"),
+        &pretty(&tokenizer_config(model)),
+    )?;
+    if dir.exists() {
+        let old = sibling(dir, "old");
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
+        std::fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| ModelError::io(&old, e))?;
+    } else {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
+        }
+        std::fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))?;
+    }
+    Ok(())
+}
+
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".{suffix}"));
+    dir.with_file_name(name)
+}

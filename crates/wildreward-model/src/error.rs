@@ -1,0 +1,60 @@
+//! The model crate's error: each variant names the file it concerns, so a bad checkpoint is found
+//! quickly.
+
+use std::path::PathBuf;
+
+/// What went wrong loading, running or saving a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file cannot be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `config.json` is missing, malformed or names an unsupported architecture.
+    #[error("{path}: {message}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A weight file is missing, truncated or lacks a tensor the architecture needs.
+    #[error("{path}: {message}")]
+    Weights {
+        /// The file (or checkpoint directory).
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The tokenizer cannot be loaded or does not fit the model.
+    #[error("{path}: {message}")]
+    Tokenizer {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Bad input to a model call (an empty text, a text longer than allowed…).
+    #[error("{0}")]
+    Input(String),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl ModelError {
+    /// Wraps an I/O error with its file.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ModelError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result with [`ModelError`].
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;

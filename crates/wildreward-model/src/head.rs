@@ -1,0 +1,174 @@
+//! Reward heads on the pooled (last real token) hidden state. Computed in f32 whatever the backbone's
+//! dtype, so rewards do not depend on half precision.
+//!
+//! - [`HeadKind::Ordinal`]: `score` = Linear(hidden, K-1, no bias) — HF's `*ForSequenceClassification`
+//!   layout the reference trains (independent thresholds), so released WildReward checkpoints load.
+//! - [`HeadKind::Coral`]: true CORAL, one shared weight `[1, hidden]` plus K-1 ordered biases.
+//! - [`HeadKind::Scalar`]: one logit, for pairwise (Bradley-Terry) reward models.
+
+use candle_core::{DType, Device, Result, Tensor};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::collections::HashMap;
+
+/// Which head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadKind {
+    /// K-1 independent threshold logits (`score.weight` `[K-1, hidden]`).
+    Ordinal,
+    /// Shared weight and K-1 biases (`score.weight` `[1, hidden]`, `score.bias` `[K-1]`).
+    Coral,
+    /// One logit (`score.weight` `[1, hidden]`).
+    Scalar,
+}
+
+impl HeadKind {
+    /// The name stored in `config.json`'s `wildreward_head`.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadKind::Ordinal => "ordinal",
+            HeadKind::Coral => "coral",
+            HeadKind::Scalar => "scalar",
+        }
+    }
+
+    /// Parses a `wildreward_head` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ordinal" => Some(HeadKind::Ordinal),
+            "coral" => Some(HeadKind::Coral),
+            "scalar" | "bt" => Some(HeadKind::Scalar),
+            _ => None,
+        }
+    }
+}
+
+/// A reward head with its weights (f32).
+#[derive(Debug, Clone)]
+pub struct ScoreHead {
+    kind: HeadKind,
+    weight: Tensor,
+    bias: Option<Tensor>,
+    outputs: usize,
+}
+
+impl ScoreHead {
+    /// Reads `score.weight` (and `score.bias` for CORAL) from named tensors; `None` when absent.
+    pub fn from_tensors(
+        tensors: &HashMap<String, Tensor>,
+        kind: HeadKind,
+        outputs: usize,
+    ) -> Result<Option<Self>> {
+        let Some(w) = tensors.get("score.weight") else {
+            return Ok(None);
+        };
+        let weight = w.to_dtype(DType::F32)?;
+        let bias = match kind {
+            HeadKind::Coral => Some(
+                tensors
+                    .get("score.bias")
+                    .ok_or_else(|| candle_core::Error::Msg("CORAL head without score.bias".into()))?
+                    .to_dtype(DType::F32)?,
+            ),
+            _ => None,
+        };
+        let rows = weight.dim(0)?;
+        let want_rows = if kind == HeadKind::Ordinal {
+            outputs
+        } else {
+            1
+        };
+        if rows != want_rows {
+            candle_core::bail!(
+                "score.weight has {rows} rows; a {} head with {outputs} outputs needs {want_rows}",
+                kind.name()
+            );
+        }
+        Ok(Some(Self {
+            kind,
+            weight,
+            bias,
+            outputs,
+        }))
+    }
+
+    /// A freshly initialised head (normal(0, 0.02) weights as HF initialises `score`; CORAL biases
+    /// descending as coral-pytorch does), reproducible from `seed`.
+    pub fn random(
+        kind: HeadKind,
+        outputs: usize,
+        hidden: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let rows = if kind == HeadKind::Ordinal {
+            outputs
+        } else {
+            1
+        };
+        // Box-Muller: rand's core has no normal distribution.
+        let data: Vec<f32> = (0..rows * hidden)
+            .map(|_| {
+                let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random::<f64>());
+                ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos() * 0.02) as f32
+            })
+            .collect();
+        let weight = Tensor::from_vec(data, (rows, hidden), device)?;
+        let bias = (kind == HeadKind::Coral)
+            .then(|| {
+                let b: Vec<f32> = (0..outputs)
+                    .map(|k| (outputs - k) as f32 / outputs as f32)
+                    .collect();
+                Tensor::from_vec(b, outputs, device)
+            })
+            .transpose()?;
+        Ok(Self {
+            kind,
+            weight,
+            bias,
+            outputs,
+        })
+    }
+
+    /// Which head this is.
+    pub fn kind(&self) -> HeadKind {
+        self.kind
+    }
+
+    /// Logits per example (K-1 for ordinal heads, 1 for scalar).
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// Logits `[batch, outputs]` (f32) from pooled hidden states `[batch, hidden]`.
+    pub fn forward(&self, pooled: &Tensor) -> Result<Tensor> {
+        let x = pooled.to_dtype(DType::F32)?;
+        let z = x.matmul(&self.weight.t()?)?;
+        match &self.bias {
+            // CORAL: one shared projection, shifted by each threshold's bias.
+            Some(b) => z.broadcast_add(&b.unsqueeze(0)?),
+            None => Ok(z),
+        }
+    }
+
+    /// The head's tensors by HF name, for saving (and for making them trainable).
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("score.weight".to_string(), self.weight.clone())];
+        if let Some(b) = &self.bias {
+            out.push(("score.bias".to_string(), b.clone()));
+        }
+        out
+    }
+}
+
+/// The reward and per-level probabilities of one row of logits: `1 + Σσ(z)` for ordinal heads, the
+/// raw logit for a scalar head.
+pub fn reward_of(kind: HeadKind, logits: &[f32]) -> (f32, Vec<f32>) {
+    match kind {
+        HeadKind::Scalar => (logits.first().copied().unwrap_or(0.0), vec![]),
+        _ => (
+            wildreward_types::ordinal::reward(logits),
+            wildreward_types::ordinal::level_probs(logits),
+        ),
+    }
+}

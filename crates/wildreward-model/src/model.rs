@@ -1,0 +1,217 @@
+//! The reward model: a backbone, a reward head on the last real token, and the tokenizer, loaded
+//! from any checkpoint [`crate::weights`] reads.
+
+use crate::backbone::Backbone;
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::head::{HeadKind, ScoreHead};
+use crate::nn::Kernels;
+use crate::weights::{self, Checkpoint};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tokenizers::Tokenizer;
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Where the weights go.
+    pub device: Device,
+    /// Backbone dtype; `None` picks f32 on CPU and bf16 on CUDA. The head is always f32.
+    pub dtype: Option<DType>,
+    /// Differentiable kernels (training) or fused ones (scoring, generation).
+    pub kernels: Kernels,
+    /// The head to create when the checkpoint has none (a GGUF or a causal LM).
+    pub head_if_missing: HeadKind,
+    /// Its logits (K-1 for ordinal heads) when the config does not say.
+    pub outputs_if_missing: usize,
+    /// Seed of a created head.
+    pub head_seed: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            device: Device::Cpu,
+            dtype: None,
+            kernels: Kernels::Differentiable,
+            head_if_missing: HeadKind::Ordinal,
+            outputs_if_missing: 3,
+            head_seed: 0,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Options for inference: fused kernels.
+    pub fn inference() -> Self {
+        Self {
+            kernels: Kernels::Fused,
+            ..Self::default()
+        }
+    }
+
+    /// The dtype the backbone will use on this device.
+    pub fn resolved_dtype(&self) -> DType {
+        self.dtype.unwrap_or(if self.device.is_cpu() {
+            DType::F32
+        } else {
+            DType::BF16
+        })
+    }
+}
+
+/// A loaded reward model.
+#[derive(Debug, Clone)]
+pub struct RewardModel {
+    config: ModelConfig,
+    backbone: Backbone,
+    head: ScoreHead,
+    tokenizer: Tokenizer,
+    chat_template: Option<String>,
+    tensors: HashMap<String, Tensor>,
+    head_initialised: bool,
+    source: PathBuf,
+}
+
+impl RewardModel {
+    /// Loads the checkpoint at `path` (an HF directory, a GGUF file, or a cached hub repo id).
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        let path = weights::resolve(&path.to_string_lossy())?;
+        let ckpt = weights::load(&path, &opts.device, opts.resolved_dtype())?;
+        Self::from_checkpoint(ckpt, opts)
+    }
+
+    /// Builds the model from a loaded checkpoint (or one whose tensors were made trainable).
+    pub fn from_checkpoint(ckpt: Checkpoint, opts: &LoadOptions) -> Result<Self> {
+        let Checkpoint {
+            config,
+            tensors,
+            tokenizer,
+            chat_template,
+            source,
+        } = ckpt;
+        let kind = config
+            .wildreward_head
+            .as_deref()
+            .and_then(HeadKind::parse)
+            .unwrap_or(if config.num_labels == Some(1) {
+                HeadKind::Scalar
+            } else {
+                HeadKind::Ordinal
+            });
+        let outputs = config
+            .num_labels
+            .or_else(|| config.id2label.as_ref().map(|m| m.len()))
+            .filter(|&n| {
+                n > 0
+                    && config
+                        .architectures
+                        .iter()
+                        .any(|a| a.ends_with("Classification"))
+            })
+            .unwrap_or(if kind == HeadKind::Scalar {
+                1
+            } else {
+                opts.outputs_if_missing
+            });
+        let weights_err = |e: candle_core::Error| ModelError::Weights {
+            path: source.clone(),
+            message: e.to_string(),
+        };
+        let (head, head_initialised) =
+            match ScoreHead::from_tensors(&tensors, kind, outputs).map_err(weights_err)? {
+                Some(h) => (h, false),
+                None => {
+                    let kind = if config.num_labels.is_some() {
+                        kind
+                    } else {
+                        opts.head_if_missing
+                    };
+                    let h = ScoreHead::random(
+                        kind,
+                        outputs,
+                        config.hidden_size,
+                        opts.head_seed,
+                        &opts.device,
+                    )?;
+                    (h, true)
+                }
+            };
+        let dtype = tensors
+            .get("model.embed_tokens.weight")
+            .map(Tensor::dtype)
+            .unwrap_or(opts.resolved_dtype());
+        let vb = VarBuilder::from_tensors(tensors.clone(), dtype, &opts.device);
+        let backbone = Backbone::load(vb, &config, opts.kernels).map_err(weights_err)?;
+        Ok(Self {
+            config,
+            backbone,
+            head,
+            tokenizer,
+            chat_template,
+            tensors,
+            head_initialised,
+            source,
+        })
+    }
+
+    /// Reward logits `[batch, outputs]` (f32) for a right-padded batch with `lengths` real tokens.
+    pub fn logits(&self, ids: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
+        let hidden = self.backbone.forward(ids, lengths)?;
+        let pooled = Backbone::last_token(&hidden, lengths)?;
+        self.head.forward(&pooled)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The decoder.
+    pub fn backbone(&self) -> &Backbone {
+        &self.backbone
+    }
+
+    /// The reward head.
+    pub fn head(&self) -> &ScoreHead {
+        &self.head
+    }
+
+    /// Replaces the head (training a fresh head, or loading a trained one).
+    pub fn set_head(&mut self, head: ScoreHead) {
+        self.head = head;
+        self.head_initialised = false;
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The chat template, when the checkpoint carries one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    /// The backbone's weights by HF name (sharing storage with the model: trained in place).
+    pub fn tensors(&self) -> &HashMap<String, Tensor> {
+        &self.tensors
+    }
+
+    /// True when the checkpoint had no head and a seeded random one was created.
+    pub fn head_was_initialised(&self) -> bool {
+        self.head_initialised
+    }
+
+    /// Where the model was loaded from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// The padding id used to right-pad batches.
+    pub fn pad_id(&self) -> u32 {
+        self.config.pad_id()
+    }
+}

@@ -1,0 +1,228 @@
+//! Layers built from candle primitives that all record gradients.
+//!
+//! candle's fused `rms_norm`, `softmax_last_dim` and `rope` silently drop the gradient
+//! (anchors.md §5.2). Each layer here has a differentiable form (the default) and, where candle has a
+//! faster fused kernel, an inference form selected by [`Kernels::Fused`], tested to give the same
+//! numbers.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+/// Which implementation of norm, softmax and RoPE to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// Built from differentiable primitives: required for training.
+    #[default]
+    Differentiable,
+    /// candle's fused kernels (no gradient): for scoring and generation.
+    Fused,
+}
+
+/// `y = x Wᵀ (+ b)`, weights in HF's `[out, in]` layout.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`).
+    pub fn load(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
+        let weight = vb.get((out_dim, in_dim), "weight")?;
+        let bias = if bias {
+            Some(vb.get(out_dim, "bias")?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    /// Wraps existing tensors.
+    pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// The `[out, in]` weight.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.weight.t()?;
+        let y = match x.dims() {
+            [b, l, h] => x.reshape((b * l, *h))?.matmul(&w)?.reshape((*b, *l, ()))?,
+            _ => x.matmul(&w)?,
+        };
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Root-mean-square layer norm with a learned scale.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+    kernels: Kernels,
+}
+
+impl RmsNorm {
+    /// Loads `{prefix}.weight` of width `dim`.
+    pub fn load(vb: VarBuilder, dim: usize, eps: f64, kernels: Kernels) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get(dim, "weight")?,
+            eps,
+            kernels,
+        })
+    }
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self.kernels {
+            Kernels::Fused => {
+                candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)
+            }
+            Kernels::Differentiable => {
+                // Computed in f32 for half-precision inputs, as HF does.
+                let dtype = x.dtype();
+                let internal = if dtype == DType::F64 {
+                    DType::F64
+                } else {
+                    DType::F32
+                };
+                let xf = x.to_dtype(internal)?;
+                let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
+                let normed = xf.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+                normed.to_dtype(dtype)?.broadcast_mul(&self.weight)
+            }
+        }
+    }
+}
+
+/// Softmax over the last dimension.
+pub fn softmax_last(x: &Tensor, kernels: Kernels) -> Result<Tensor> {
+    match kernels {
+        Kernels::Fused => candle_nn::ops::softmax_last_dim(&x.contiguous()?),
+        Kernels::Differentiable => candle_nn::ops::softmax(x, D::Minus1),
+    }
+}
+
+/// RoPE tables: cos and sin of `position · inv_freq`, `[max_positions, head_dim / 2]`, in HF's
+/// half-split layout.
+#[derive(Debug, Clone)]
+pub struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    /// Tables for positions `0..max_positions` from the inverse frequencies.
+    pub fn new(
+        inv_freq: &[f32],
+        max_positions: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let inv = Tensor::from_slice(inv_freq, (1, inv_freq.len()), device)?;
+        let pos = Tensor::arange(0u32, max_positions as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((max_positions, 1))?;
+        let freqs = pos.matmul(&inv)?;
+        Ok(Self {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+        })
+    }
+
+    /// Positions available.
+    pub fn max_positions(&self) -> usize {
+        self.cos.dim(0).unwrap_or(0)
+    }
+
+    /// Rotates `x` `[batch, heads, seq, head_dim]` whose first position is `offset`.
+    pub fn apply(&self, x: &Tensor, offset: usize, kernels: Kernels) -> Result<Tensor> {
+        let seq = x.dim(2)?;
+        let cos = self.cos.narrow(0, offset, seq)?;
+        let sin = self.sin.narrow(0, offset, seq)?;
+        match kernels {
+            Kernels::Fused => candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin),
+            Kernels::Differentiable => candle_nn::rotary_emb::rope_slow(x, &cos, &sin),
+        }
+    }
+}
+
+/// The inverse RoPE frequencies for `head_dim`, with Llama 3.1's `llama3` scaling when configured.
+pub fn inv_freq(cfg: &crate::config::ModelConfig) -> Vec<f32> {
+    let dim = cfg.head_dim();
+    let base: Vec<f64> = (0..dim / 2)
+        .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / dim as f64))
+        .collect();
+    let Some(s) = cfg
+        .rope_scaling
+        .as_ref()
+        .filter(|s| s.rope_type == "llama3")
+    else {
+        return base.into_iter().map(|f| f as f32).collect();
+    };
+    let original = s.original_max_position_embeddings as f64;
+    let low_wavelen = original / s.low_freq_factor;
+    let high_wavelen = original / s.high_freq_factor;
+    base.into_iter()
+        .map(|f| {
+            let wavelen = 2.0 * std::f64::consts::PI / f;
+            let scaled = if wavelen < high_wavelen {
+                f
+            } else if wavelen > low_wavelen {
+                f / s.factor
+            } else {
+                let smooth = (original / wavelen - s.low_freq_factor)
+                    / (s.high_freq_factor - s.low_freq_factor);
+                (1.0 - smooth) * f / s.factor + smooth * f
+            };
+            scaled as f32
+        })
+        .collect()
+}
+
+/// The additive attention mask for a right-padded batch: 0 where query `i` may see key `j` (causal and
+/// `j` is a real token), −∞ elsewhere. `lengths` are the real tokens of each row. Shape
+/// `[batch, 1, seq, seq]`.
+pub fn causal_padding_mask(
+    lengths: &[usize],
+    seq: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let mut data = vec![0f32; lengths.len() * seq * seq];
+    for (b, &len) in lengths.iter().enumerate() {
+        for i in 0..seq {
+            for j in 0..seq {
+                if j > i || j >= len {
+                    data[(b * seq + i) * seq + j] = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(data, (lengths.len(), 1, seq, seq), device)?.to_dtype(dtype)
+}
+
+/// Repeats key/value heads for grouped-query attention: `[b, kv, s, d]` → `[b, kv·n_rep, s, d]`.
+pub fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x);
+    }
+    let (b, kv, s, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .expand((b, kv, n_rep, s, d))?
+        .reshape((b, kv * n_rep, s, d))
+}

@@ -1,0 +1,362 @@
+//! The model core on the real SmolLM2-135M-Instruct weights (fetched by scripts/fetch-assets.sh).
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use candle_core::{DType, Device, Tensor, Var};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use wildreward_model::assets::{asset, SMOLLM2_GGUF};
+use wildreward_model::weights::{self, Checkpoint};
+use wildreward_model::{
+    checkpoint, loss, HeadKind, Kernels, KvCache, LoadOptions, RewardModel, Scorer, ScorerOptions,
+};
+use wildreward_types::{build_text, EmptyHistory, Message};
+
+fn gguf() -> PathBuf {
+    asset(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        SMOLLM2_GGUF,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The dequantised checkpoint, read once for all tests of this file.
+fn ckpt() -> Checkpoint {
+    static CKPT: OnceLock<Checkpoint> = OnceLock::new();
+    CKPT.get_or_init(|| weights::load(&gguf(), &Device::Cpu, DType::F32).unwrap())
+        .clone()
+}
+
+fn model(kernels: Kernels) -> RewardModel {
+    let opts = LoadOptions {
+        kernels,
+        ..LoadOptions::default()
+    };
+    RewardModel::from_checkpoint(ckpt(), &opts).unwrap()
+}
+
+fn chatml(question: &str) -> String {
+    format!(
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+         <|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+    )
+}
+
+#[test]
+fn greedy_decoding_answers_paris_and_cache_matches_full_sequence() {
+    let m = model(Kernels::Fused);
+    let tok = m.tokenizer();
+    let prompt = tok
+        .encode(chatml("What is the capital of France?"), true)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    let bb = m.backbone();
+    // Incremental decoding, keeping every step's logits.
+    let mut cache = KvCache::new();
+    let mut step_logits: Vec<Vec<f32>> = vec![];
+    let mut generated: Vec<u32> = vec![];
+    let mut input = prompt.clone();
+    for _ in 0..12 {
+        let ids = Tensor::new(input.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let hidden = bb.forward_cached(&ids, &mut cache).unwrap();
+        let last = hidden.narrow(1, input.len() - 1, 1).unwrap();
+        let logits = bb
+            .lm_logits(&last)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let next = wildreward_model::generate::argmax(&logits);
+        step_logits.push(logits);
+        if next == 2 {
+            break;
+        }
+        generated.push(next);
+        input = vec![next];
+    }
+    let text = tok.decode(&generated, true).unwrap();
+    assert!(
+        text.starts_with("The capital of France is Paris."),
+        "{text:?}"
+    );
+
+    // The whole sequence in one pass gives the same logits at every generated position.
+    let all: Vec<u32> = prompt.iter().chain(&generated).copied().collect();
+    let ids = Tensor::new(all.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let hidden = bb.forward(&ids, &[all.len()]).unwrap();
+    let full = bb.lm_logits(&hidden).unwrap().squeeze(0).unwrap();
+    let mut worst = 0f32;
+    for (step, logits) in step_logits.iter().enumerate() {
+        let pos = prompt.len() - 1 + step;
+        let row = full.get(pos).unwrap().to_vec1::<f32>().unwrap();
+        for (a, b) in row.iter().zip(logits) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    assert!(worst <= 1e-4, "cache vs full max |Δlogit| = {worst}");
+
+    // The library's sampler, greedy, gives the same answer.
+    let params = wildreward_model::generate::SamplingParams {
+        max_new_tokens: 12,
+        stop_tokens: vec![2],
+        ..Default::default()
+    };
+    let out = wildreward_model::generate::generate(bb, &prompt, 2, &params).unwrap();
+    assert_eq!(out[0].tokens, generated);
+    assert_eq!(
+        out[1].tokens, generated,
+        "greedy samples of one prompt agree"
+    );
+}
+
+fn texts() -> Vec<String> {
+    let long_history: Vec<Message> = (0..6)
+        .flat_map(|i| {
+            [
+                Message::user(format!("Question number {i}: how do rivers form deltas?")),
+                Message::assistant("Sediment settles where the current slows at the river mouth."),
+            ]
+        })
+        .collect();
+    vec![
+        build_text(&[], "What is 2+2?", "4", EmptyHistory::Training),
+        build_text(
+            &long_history,
+            "And lakes?",
+            "Lakes fill basins carved by glaciers, faults or rivers.",
+            EmptyHistory::Training,
+        ),
+        build_text(
+            &[],
+            "写一首关于秋天的诗。",
+            "秋风起，落叶黄。",
+            EmptyHistory::Inference,
+        ),
+        "short".to_string(),
+    ]
+}
+
+#[test]
+fn padding_invariance_and_fused_kernels_agree_with_differentiable_ones() {
+    let texts = texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let fused = Scorer::new(model(Kernels::Fused), ScorerOptions::default());
+    let diff = Scorer::new(model(Kernels::Differentiable), ScorerOptions::default());
+    let batched = fused.score(&refs).unwrap();
+    let batched_diff = diff.score(&refs).unwrap();
+    for (i, t) in refs.iter().enumerate() {
+        let alone = fused.score(&[t]).unwrap().remove(0);
+        assert!(
+            (alone.reward - batched[i].reward).abs() <= 1e-5,
+            "text {i}: alone {} vs batched {}",
+            alone.reward,
+            batched[i].reward
+        );
+        assert!(
+            (batched_diff[i].reward - batched[i].reward).abs() <= 1e-5,
+            "text {i}: differentiable {} vs fused {}",
+            batched_diff[i].reward,
+            batched[i].reward
+        );
+        assert!(batched[i].reward > 1.0 && batched[i].reward < 4.0);
+        assert_eq!(batched[i].probs.len(), 4);
+    }
+    // A row padded inside a batch of two with a much longer text, scored in one forward pass.
+    let one = ScorerOptions {
+        max_batch_size: 2,
+        max_batch_tokens: 100_000,
+        ..ScorerOptions::default()
+    };
+    let pair = Scorer::new(model(Kernels::Fused), one)
+        .score(&[refs[0], refs[1]])
+        .unwrap();
+    assert!((pair[0].reward - batched[0].reward).abs() <= 1e-5);
+}
+
+#[test]
+fn every_trainable_tensor_receives_a_nonzero_gradient() {
+    let mut ck = ckpt();
+    let head =
+        wildreward_model::ScoreHead::random(HeadKind::Ordinal, 3, 576, 7, &Device::Cpu).unwrap();
+    for (name, t) in head.tensors() {
+        ck.tensors.insert(name, t);
+    }
+    let mut vars = vec![];
+    for (name, t) in ck.tensors.iter_mut() {
+        let v = Var::from_tensor(t).unwrap();
+        *t = v.as_tensor().clone();
+        vars.push((name.clone(), v));
+    }
+    let mut cfg = ck.config.clone();
+    cfg.num_labels = Some(3);
+    cfg.architectures = vec!["LlamaForSequenceClassification".into()];
+    ck.config = cfg;
+    let m = RewardModel::from_checkpoint(ck, &LoadOptions::default()).unwrap();
+    assert!(
+        !m.head_was_initialised(),
+        "the head comes from the (trainable) tensors"
+    );
+    let tok = m.tokenizer();
+    let rows: Vec<Vec<u32>> = [
+        "The user said thanks, great answer.",
+        "That is wrong, try again",
+    ]
+    .iter()
+    .map(|t| tok.encode(*t, true).unwrap().get_ids().to_vec())
+    .collect();
+    let longest = rows.iter().map(Vec::len).max().unwrap();
+    let flat: Vec<u32> = rows
+        .iter()
+        .flat_map(|r| {
+            r.iter()
+                .copied()
+                .chain(std::iter::repeat_n(2, longest - r.len()))
+        })
+        .collect();
+    let ids = Tensor::from_vec(flat, (2, longest), &Device::Cpu).unwrap();
+    let lengths: Vec<usize> = rows.iter().map(Vec::len).collect();
+    let logits = m.logits(&ids, &lengths).unwrap();
+    let l = loss::ordinal_bce(&logits, &[4, 1]).unwrap();
+    let grads = l.backward().unwrap();
+    let mut missing = vec![];
+    for (name, v) in &vars {
+        let g = grads.get(v.as_tensor());
+        let norm = g.map(|g| {
+            g.sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        });
+        if !norm.is_some_and(|n| n > 0.0 && n.is_finite()) {
+            missing.push(format!("{name}: {norm:?}"));
+        }
+    }
+    assert_eq!(
+        vars.len(),
+        30 * 9 + 2 + 1,
+        "every backbone tensor and the head"
+    );
+    assert!(missing.is_empty(), "tensors without gradient: {missing:?}");
+}
+
+#[test]
+fn convert_round_trip_gives_identical_rewards() {
+    let texts = texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let from_gguf = RewardModel::from_checkpoint(ckpt(), &LoadOptions::inference()).unwrap();
+    assert!(from_gguf.head_was_initialised());
+    let want = Scorer::new(from_gguf.clone(), ScorerOptions::default())
+        .score(&refs)
+        .unwrap();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("converted-smollm2");
+    checkpoint::save(&from_gguf, &dir).unwrap();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"][0], "LlamaForSequenceClassification");
+    assert_eq!(cfg["num_labels"], 3);
+    assert_eq!(cfg["problem_type"], "multi_label_classification");
+    assert_eq!(cfg["pad_token_id"], 2);
+    let loaded = RewardModel::load(&dir, &LoadOptions::inference()).unwrap();
+    assert!(!loaded.head_was_initialised());
+    let got = Scorer::new(loaded, ScorerOptions::default())
+        .score(&refs)
+        .unwrap();
+    for (a, b) in want.iter().zip(&got) {
+        assert_eq!(a.logits, b.logits);
+    }
+}
+
+fn write_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn bad_checkpoints_give_clear_errors() {
+    let m = RewardModel::from_checkpoint(ckpt(), &LoadOptions::inference()).unwrap();
+    let good = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bad-ckpt-source");
+    checkpoint::save(&m, &good).unwrap();
+    let copy = |to: &Path, files: &[&str]| {
+        for f in files {
+            std::fs::copy(good.join(f), to.join(f)).unwrap();
+        }
+    };
+    let err = |dir: &Path| {
+        RewardModel::load(dir, &LoadOptions::inference())
+            .unwrap_err()
+            .to_string()
+    };
+
+    let missing = write_dir("bad-ckpt-missing-weights");
+    copy(&missing, &["config.json", "tokenizer.json"]);
+    let e = err(&missing);
+    assert!(
+        e.contains("model.safetensors") && e.contains("missing"),
+        "{e}"
+    );
+
+    let truncated = write_dir("bad-ckpt-truncated");
+    copy(&truncated, &["config.json", "tokenizer.json"]);
+    let bytes = std::fs::read(good.join("model.safetensors")).unwrap();
+    std::fs::write(
+        truncated.join("model.safetensors"),
+        &bytes[..bytes.len() / 3],
+    )
+    .unwrap();
+    let e = err(&truncated);
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
+
+    let unsupported = write_dir("bad-ckpt-arch");
+    copy(&unsupported, &["tokenizer.json", "model.safetensors"]);
+    let cfg = std::fs::read_to_string(good.join("config.json"))
+        .unwrap()
+        .replace("\"llama\"", "\"gpt_neox\"")
+        .replace(
+            "LlamaForSequenceClassification",
+            "GPTNeoXForSequenceClassification",
+        );
+    std::fs::write(unsupported.join("config.json"), cfg).unwrap();
+    let e = err(&unsupported);
+    assert!(
+        e.contains("config.json") && e.contains("unsupported architecture"),
+        "{e}"
+    );
+
+    let mismatch = write_dir("bad-ckpt-vocab");
+    copy(&mismatch, &["tokenizer.json", "model.safetensors"]);
+    let cfg = std::fs::read_to_string(good.join("config.json"))
+        .unwrap()
+        .replace("\"vocab_size\": 49152", "\"vocab_size\": 32000");
+    std::fs::write(mismatch.join("config.json"), cfg).unwrap();
+    let e = err(&mismatch);
+    assert!(
+        e.contains("tokenizer.json") && e.contains("do not belong together"),
+        "{e}"
+    );
+
+    let e = err(&good.join("nope"));
+    assert!(e.contains("nope"), "{e}");
+}
