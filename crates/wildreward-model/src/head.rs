@@ -42,6 +42,15 @@ impl HeadKind {
     }
 }
 
+/// The dtype a head computes in: f32, or f64 when given f64 (gradient checks).
+fn head_dtype(d: DType) -> DType {
+    if d == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    }
+}
+
 /// A reward head with its weights (f32).
 #[derive(Debug, Clone)]
 pub struct ScoreHead {
@@ -61,13 +70,13 @@ impl ScoreHead {
         let Some(w) = tensors.get("score.weight") else {
             return Ok(None);
         };
-        let weight = w.to_dtype(DType::F32)?;
+        let weight = w.to_dtype(head_dtype(w.dtype()))?;
         let bias = match kind {
             HeadKind::Coral => Some(
                 tensors
                     .get("score.bias")
                     .ok_or_else(|| candle_core::Error::Msg("CORAL head without score.bias".into()))?
-                    .to_dtype(DType::F32)?,
+                    .to_dtype(head_dtype(w.dtype()))?,
             ),
             _ => None,
         };
@@ -142,7 +151,7 @@ impl ScoreHead {
 
     /// Logits `[batch, outputs]` (f32) from pooled hidden states `[batch, hidden]`.
     pub fn forward(&self, pooled: &Tensor) -> Result<Tensor> {
-        let x = pooled.to_dtype(DType::F32)?;
+        let x = pooled.to_dtype(self.weight.dtype())?;
         let z = x.matmul(&self.weight.t()?)?;
         match &self.bias {
             // CORAL: one shared projection, shifted by each threshold's bias.

@@ -3,7 +3,9 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wildreward_types::exit::{StageNotBuilt, EXIT_NOT_BUILT};
+use wildreward_model::ModelError;
+use wildreward_types::exit::{StageNotBuilt, EXIT_BAD_INPUT, EXIT_NOT_BUILT};
+use wildreward_types::EmptyHistory;
 
 /// Reward models learned from users' own follow-up messages.
 #[derive(Parser)]
@@ -171,7 +173,7 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct ScoreArgs {
-    /// Reward model: HF directory or GGUF file.
+    /// Reward model: HF directory, GGUF file, or a repo id in the local hf-hub cache.
     #[arg(long)]
     model: PathBuf,
     /// JSONL with `text` or `messages` (+ optional `history`) per line.
@@ -180,9 +182,19 @@ struct ScoreArgs {
     /// Output JSONL (default: stdout).
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Maximum tokens per text.
-    #[arg(long)]
-    max_length: Option<usize>,
+    /// Maximum tokens per text (longer texts keep their end).
+    #[arg(long, default_value_t = 4096)]
+    max_length: usize,
+    /// Context section for an empty history: `training` ("No previous context.", what released
+    /// weights saw) or `inference` (empty, as the model card's example sends).
+    #[arg(long, value_enum, default_value = "training")]
+    empty_history: EmptyHistoryArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EmptyHistoryArg {
+    Training,
+    Inference,
 }
 
 #[derive(Args)]
@@ -193,9 +205,12 @@ struct ConvertArgs {
     /// Output HF-layout directory.
     #[arg(long)]
     out: PathBuf,
-    /// Logits of the score head (K-1).
+    /// Logits of the score head (K-1) when the source has no head.
     #[arg(long, default_value_t = 3)]
     num_labels: usize,
+    /// Seed of a newly created head.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 fn not_built(command: &'static str, issue: u32, title: &'static str) -> anyhow::Error {
@@ -220,8 +235,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             None => not_built("wildreward serve", 6, "the scoring worker fleet and router"),
         },
         Command::Eval(_) => not_built("wildreward eval", 8, "benchmarks and calibration"),
-        Command::Score(_) => not_built("wildreward score", 4, "the model core and scorer"),
-        Command::Convert(_) => not_built("wildreward convert", 4, "the model core"),
+        Command::Score(a) => {
+            let n = wildreward::score::run(&wildreward::score::ScoreOptions {
+                model: a.model,
+                input: a.input,
+                output: a.output,
+                max_length: a.max_length,
+                empty_history: match a.empty_history {
+                    EmptyHistoryArg::Training => EmptyHistory::Training,
+                    EmptyHistoryArg::Inference => EmptyHistory::Inference,
+                },
+            })?;
+            eprintln!("wildreward: scored {n} texts");
+            return Ok(());
+        }
+        Command::Convert(a) => {
+            let report = wildreward::convert::run(&a.model, &a.out, a.num_labels, a.seed)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(());
+        }
     })
 }
 
@@ -232,6 +264,18 @@ fn main() -> ExitCode {
             eprintln!("wildreward: error: {e:#}");
             if e.downcast_ref::<StageNotBuilt>().is_some() {
                 ExitCode::from(EXIT_NOT_BUILT)
+            } else if e.downcast_ref::<wildreward::BadInput>().is_some()
+                || matches!(
+                    e.downcast_ref::<ModelError>(),
+                    Some(
+                        ModelError::Config { .. }
+                            | ModelError::Weights { .. }
+                            | ModelError::Tokenizer { .. }
+                            | ModelError::Input(_)
+                    )
+                )
+            {
+                ExitCode::from(EXIT_BAD_INPUT)
             } else {
                 ExitCode::FAILURE
             }

@@ -1,0 +1,194 @@
+//! Finite-difference gradient check (f64) of the whole differentiable path on tiny random models:
+//! embeddings, RMS norms, q/k norms (Qwen3) or q/k/v biases (Qwen2), RoPE, grouped-query attention
+//! with the causal + padding mask, softmax, the gated MLP, last-token pooling, the ordinal / CORAL /
+//! scalar heads, all four losses, and the tied LM head with log-softmax (what DPO trains through).
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarBuilder;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::collections::HashMap;
+use wildreward_model::{loss, Backbone, HeadKind, Kernels, ModelConfig, ScoreHead};
+
+fn config(model_type: &str) -> ModelConfig {
+    ModelConfig::from_json(&format!(
+        r#"{{"model_type":"{model_type}","hidden_size":8,"intermediate_size":12,"num_hidden_layers":2,
+        "num_attention_heads":2,"num_key_value_heads":1,"head_dim":4,"vocab_size":11,
+        "rms_norm_eps":1e-6,"rope_theta":10000,"max_position_embeddings":16,"tie_word_embeddings":true}}"#
+    ))
+    .unwrap()
+}
+
+fn shapes(cfg: &ModelConfig, arch: &str) -> Vec<(String, Vec<usize>)> {
+    let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
+    let (q, kv) = (cfg.num_attention_heads * hd, cfg.num_kv_heads() * hd);
+    let mut out = vec![
+        (
+            "model.embed_tokens.weight".to_string(),
+            vec![cfg.vocab_size, h],
+        ),
+        ("model.norm.weight".to_string(), vec![h]),
+        ("ord.weight".to_string(), vec![3, h]),
+        ("coral.weight".to_string(), vec![1, h]),
+        ("coral.bias".to_string(), vec![3]),
+        ("scalar.weight".to_string(), vec![1, h]),
+    ];
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        let mut add = |n: &str, s: Vec<usize>| out.push((format!("{p}.{n}"), s));
+        add("input_layernorm.weight", vec![h]);
+        add("post_attention_layernorm.weight", vec![h]);
+        add("self_attn.q_proj.weight", vec![q, h]);
+        add("self_attn.k_proj.weight", vec![kv, h]);
+        add("self_attn.v_proj.weight", vec![kv, h]);
+        add("self_attn.o_proj.weight", vec![h, q]);
+        add("mlp.gate_proj.weight", vec![i, h]);
+        add("mlp.up_proj.weight", vec![i, h]);
+        add("mlp.down_proj.weight", vec![h, i]);
+        if arch == "qwen2" {
+            add("self_attn.q_proj.bias", vec![q]);
+            add("self_attn.k_proj.bias", vec![kv]);
+            add("self_attn.v_proj.bias", vec![kv]);
+        }
+        if arch == "qwen3" {
+            add("self_attn.q_norm.weight", vec![hd]);
+            add("self_attn.k_norm.weight", vec![hd]);
+        }
+    }
+    out
+}
+
+fn head(vars: &HashMap<String, Var>, prefix: &str, kind: HeadKind) -> ScoreHead {
+    let mut t = HashMap::new();
+    t.insert(
+        "score.weight".to_string(),
+        vars[&format!("{prefix}.weight")].as_tensor().clone(),
+    );
+    if let Some(b) = vars.get(&format!("{prefix}.bias")) {
+        t.insert("score.bias".to_string(), b.as_tensor().clone());
+    }
+    ScoreHead::from_tensors(&t, kind, 3).unwrap().unwrap()
+}
+
+fn check(arch: &str) {
+    let cfg = config(arch);
+    let dev = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut vars: HashMap<String, Var> = HashMap::new();
+    for (name, shape) in shapes(&cfg, arch) {
+        let n: usize = shape.iter().product();
+        let norm = name.contains("norm");
+        let data: Vec<f64> = (0..n)
+            .map(|_| {
+                let r = rng.random::<f64>() * 2.0 - 1.0;
+                if norm {
+                    1.0 + 0.3 * r
+                } else {
+                    0.5 * r
+                }
+            })
+            .collect();
+        let t = Tensor::from_vec(data, shape, &dev).unwrap();
+        vars.insert(name, Var::from_tensor(&t).unwrap());
+    }
+    let tensors: HashMap<String, Tensor> = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    let bb = Backbone::load(
+        VarBuilder::from_tensors(tensors, DType::F64, &dev),
+        &cfg,
+        Kernels::Differentiable,
+    )
+    .unwrap();
+    let (ord, coral, scalar) = (
+        head(&vars, "ord", HeadKind::Ordinal),
+        head(&vars, "coral", HeadKind::Coral),
+        head(&vars, "scalar", HeadKind::Scalar),
+    );
+    // Three right-padded rows (pad id 0) of different lengths.
+    let ids = Tensor::new(
+        &[[3u32, 7, 1, 9, 4], [5, 2, 8, 0, 0], [10, 6, 0, 0, 0]],
+        &dev,
+    )
+    .unwrap();
+    let lengths = [5usize, 3, 2];
+    let labels = [4u8, 2, 1];
+    let loss_of = || -> Tensor {
+        let hidden = bb.forward(&ids, &lengths).unwrap();
+        let pooled = Backbone::last_token(&hidden, &lengths).unwrap();
+        let z = ord.forward(&pooled).unwrap();
+        let zc = coral.forward(&pooled).unwrap();
+        let zs = scalar.forward(&pooled).unwrap().squeeze(1).unwrap();
+        let lm = bb.lm_logits(&hidden.narrow(1, 0, 2).unwrap()).unwrap();
+        let logp = candle_nn::ops::log_softmax(&lm, candle_core::D::Minus1).unwrap();
+        let terms = [
+            loss::ordinal_bce(&z, &labels).unwrap(),
+            loss::coral(&zc, &labels).unwrap(),
+            loss::corn(&z, &labels).unwrap(),
+            loss::bradley_terry(&zs.narrow(0, 0, 1).unwrap(), &zs.narrow(0, 1, 1).unwrap())
+                .unwrap(),
+            (logp.sum_all().unwrap() * -0.01).unwrap(),
+        ];
+        terms[1..]
+            .iter()
+            .fold(terms[0].clone(), |acc, t| (acc + t).unwrap())
+    };
+    let total = || loss_of().to_scalar::<f64>().unwrap();
+    let grads = loss_of().backward().unwrap();
+    let eps = 1e-6;
+    let mut checked = 0;
+    for (name, var) in &vars {
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{arch}: no gradient for {name}"))
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let shape = var.as_tensor().shape().clone();
+        let base = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        for _ in 0..3 {
+            let i = rng.random_range(0..base.len());
+            let at = |delta: f64| {
+                let mut v = base.clone();
+                v[i] += delta;
+                var.set(&Tensor::from_vec(v, shape.clone(), &dev).unwrap())
+                    .unwrap();
+                total()
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            var.set(&Tensor::from_vec(base.clone(), shape.clone(), &dev).unwrap())
+                .unwrap();
+            let analytic = g[i];
+            let err = (numeric - analytic).abs() / numeric.abs().max(analytic.abs()).max(1e-3);
+            assert!(
+                err < 1e-5,
+                "{arch} {name}[{i}]: analytic {analytic:e} vs numeric {numeric:e} (rel err {err:e})"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3 * vars.len());
+}
+
+#[test]
+fn gradients_match_finite_differences_llama() {
+    check("llama");
+}
+
+#[test]
+fn gradients_match_finite_differences_qwen2_biases() {
+    check("qwen2");
+}
+
+#[test]
+fn gradients_match_finite_differences_qwen3_qk_norm() {
+    check("qwen3");
+}

@@ -1,0 +1,173 @@
+//! `wildreward score`: JSONL in, JSONL out with `reward` and `probs` added to each line.
+//!
+//! Each input line holds either `text` (scored as it is) or `messages` ending with the assistant's
+//! response after a user query (plus optional `history`, and any earlier messages count as history);
+//! the shared RM template turns those into text, exactly as training data was built.
+
+use crate::BadInput;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Map, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use wildreward_model::{LoadOptions, RewardModel, Scorer, ScorerOptions};
+use wildreward_types::{build_text, EmptyHistory, Message, Role};
+
+/// Options of a scoring run.
+#[derive(Debug, Clone)]
+pub struct ScoreOptions {
+    /// The reward model.
+    pub model: PathBuf,
+    /// Input JSONL.
+    pub input: PathBuf,
+    /// Output JSONL (stdout when `None`).
+    pub output: Option<PathBuf>,
+    /// Longest input in tokens.
+    pub max_length: usize,
+    /// Context placeholder for empty histories.
+    pub empty_history: EmptyHistory,
+}
+
+/// The RM text of one input line.
+pub fn text_of(line: &Map<String, Value>, empty: EmptyHistory) -> Result<String, String> {
+    if let Some(t) = line.get("text") {
+        return t
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| "`text` is not a string".to_string());
+    }
+    let messages: Vec<Message> = match line.get("messages") {
+        Some(m) => serde_json::from_value(m.clone()).map_err(|e| format!("`messages`: {e}"))?,
+        None => return Err("neither `text` nor `messages`".into()),
+    };
+    let mut history: Vec<Message> = match line.get("history") {
+        Some(h) => serde_json::from_value(h.clone()).map_err(|e| format!("`history`: {e}"))?,
+        None => vec![],
+    };
+    let n = messages.len();
+    if n < 2 || messages[n - 1].role != Role::Assistant || messages[n - 2].role != Role::User {
+        return Err("`messages` must end with a user query and the assistant's response".into());
+    }
+    history.extend_from_slice(&messages[..n - 2]);
+    Ok(build_text(
+        &history,
+        &messages[n - 2].content,
+        &messages[n - 1].content,
+        empty,
+    ))
+}
+
+/// Reads and validates every line first (nothing is scored if one is bad).
+fn read_lines(
+    path: &Path,
+    empty: EmptyHistory,
+) -> Result<Vec<(Map<String, Value>, String)>, BadInput> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+    let mut out = vec![];
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |m: String| BadInput(format!("{}:{}: {m}", path.display(), i + 1));
+        let obj: Map<String, Value> = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
+        let rm_text = text_of(&obj, empty).map_err(at)?;
+        if rm_text.is_empty() {
+            return Err(at("empty text".into()));
+        }
+        out.push((obj, rm_text));
+    }
+    if out.is_empty() {
+        return Err(BadInput(format!("{}: no input lines", path.display())));
+    }
+    Ok(out)
+}
+
+/// Scores every line; returns how many were scored.
+pub fn run(opts: &ScoreOptions) -> anyhow::Result<usize> {
+    let lines = read_lines(&opts.input, opts.empty_history)?;
+    let model = RewardModel::load(&opts.model, &LoadOptions::inference())?;
+    if model.head_was_initialised() {
+        eprintln!(
+            "wildreward: {} has no reward head: scoring with a seeded random 3-output head (seed 0); \
+             these rewards are not meaningful until it is trained",
+            opts.model.display()
+        );
+    }
+    let scorer = Scorer::new(
+        model,
+        ScorerOptions {
+            max_length: opts.max_length,
+            ..ScorerOptions::default()
+        },
+    );
+    let bar = ProgressBar::new(lines.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} texts {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut rendered = Vec::with_capacity(lines.len());
+    for chunk in lines.chunks(64) {
+        let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
+        for ((obj, _), s) in chunk.iter().zip(scorer.score(&texts)?) {
+            let mut obj = obj.clone();
+            obj.insert("reward".into(), s.reward.into());
+            obj.insert("probs".into(), s.probs.into());
+            if s.truncated {
+                obj.insert("truncated".into(), true.into());
+            }
+            rendered.push(serde_json::to_string(&obj)?);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let body = rendered.join("\n") + "\n";
+    match &opts.output {
+        Some(path) => {
+            let tmp = path.with_extension("jsonl.partial");
+            std::fs::write(&tmp, body).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
+        None => std::io::stdout().write_all(body.as_bytes())?,
+    }
+    Ok(rendered.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(s: &str) -> Map<String, Value> {
+        serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn messages_and_history_build_the_template() {
+        let t = text_of(
+            &obj(r#"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},
+                {"role":"user","content":"q"},{"role":"assistant","content":"r"}],
+                "history":[{"role":"user","content":"first"}]}"#),
+            EmptyHistory::Training,
+        )
+        .unwrap();
+        assert!(t.contains("user: first\nuser: hi\nassistant: hello\n\n\n## User Query\nq\n"));
+        assert!(t.contains("## Assistant Response\nr\n"));
+    }
+
+    #[test]
+    fn malformed_lines_are_explained() {
+        for (line, want) in [
+            (r#"{"foo":1}"#, "neither"),
+            (r#"{"text":3}"#, "not a string"),
+            (
+                r#"{"messages":[{"role":"assistant","content":"r"}]}"#,
+                "must end",
+            ),
+            (
+                r#"{"messages":[{"role":"robot","content":"r"}]}"#,
+                "unknown variant",
+            ),
+        ] {
+            let err = text_of(&obj(line), EmptyHistory::Training).unwrap_err();
+            assert!(err.contains(want), "{line}: {err}");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! `wildreward convert` and `wildreward score` end to end on the real SmolLM2 GGUF.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn gguf() -> PathBuf {
+    wildreward_model::assets::asset(&repo(), wildreward_model::assets::SMOLLM2_GGUF)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wildreward"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn rewards(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn convert_then_score_agrees_with_scoring_the_gguf() {
+    let dir = scratch("cli-score");
+    let input = dir.join("in.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"id": "a", "text": "Hello there"}"#, "\n",
+            r#"{"id": "b", "messages": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}]}"#, "\n",
+            r#"{"id": "c", "history": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "messages": [{"role": "user", "content": "thanks!"}, {"role": "assistant", "content": "You're welcome."}]}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let converted = dir.join("rm");
+    let o = run(&["convert", "--model", s(&gguf()), "--out", s(&converted)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("random 3-output head"));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["architecture"], "LlamaForSequenceClassification");
+    assert_eq!(report["tensors"], 30 * 9 + 2 + 1);
+
+    let (out_dir, out_gguf) = (dir.join("dir.jsonl"), dir.join("gguf.jsonl"));
+    let o = run(&[
+        "score",
+        "--model",
+        s(&converted),
+        "--input",
+        s(&input),
+        "--output",
+        s(&out_dir),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&[
+        "score",
+        "--model",
+        s(&gguf()),
+        "--input",
+        s(&input),
+        "--output",
+        s(&out_gguf),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no reward head"));
+
+    let (a, b) = (rewards(&out_dir), rewards(&out_gguf));
+    assert_eq!(a.len(), 3);
+    for (x, y) in a.iter().zip(&b) {
+        let r = x["reward"].as_f64().unwrap();
+        assert!(r > 1.0 && r < 4.0, "{x}");
+        assert_eq!(x["probs"].as_array().unwrap().len(), 4);
+        assert_eq!(
+            x["reward"], y["reward"],
+            "GGUF and converted directory agree"
+        );
+    }
+    assert_eq!(a[0]["id"], "a");
+    assert_eq!(a[2]["id"], "c", "input order and fields are kept");
+    assert_ne!(a[1]["reward"], a[2]["reward"]);
+}
+
+#[test]
+fn a_bad_line_names_the_file_and_line() {
+    let dir = scratch("cli-score-bad");
+    let input = dir.join("bad.jsonl");
+    std::fs::write(
+        &input,
+        "{\"text\": \"ok\"}\n{\"prompt\": \"no text here\"}\n",
+    )
+    .unwrap();
+    let o = run(&["score", "--model", s(&gguf()), "--input", s(&input)]);
+    assert_eq!(o.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.jsonl:2") && err.contains("neither"),
+        "{err}"
+    );
+
+    let o = run(&[
+        "score",
+        "--model",
+        s(&dir.join("missing.gguf")),
+        "--input",
+        s(&input),
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+}
