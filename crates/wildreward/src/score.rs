@@ -56,11 +56,11 @@ pub fn text_of(line: &Map<String, Value>, empty: EmptyHistory) -> Result<String,
     ))
 }
 
+/// One input line: its JSON object and the RM text built from it.
+type InputLine = (Map<String, Value>, String);
+
 /// Reads and validates every line first (nothing is scored if one is bad).
-fn read_lines(
-    path: &Path,
-    empty: EmptyHistory,
-) -> Result<Vec<(Map<String, Value>, String)>, BadInput> {
+fn read_lines(path: &Path, empty: EmptyHistory) -> Result<Vec<InputLine>, BadInput> {
     let text =
         std::fs::read_to_string(path).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
     let mut out = vec![];
