@@ -57,9 +57,47 @@ pub enum Error {
         /// What is wrong with it (a missing column, a wrong type, a corrupt footer…).
         message: String,
     },
+    /// A configuration file (settings, rules, filters, prompts) is unreadable or invalid.
+    #[error("{path}: {message}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The LLM endpoint rejects this run's configuration (key, model or URL), so no call can succeed.
+    #[error("{url}: {message}")]
+    Api {
+        /// The endpoint.
+        url: String,
+        /// Its answer.
+        message: String,
+    },
+    /// The sentence embedder could not be loaded or run.
+    #[error("{path}: {message}")]
+    Embedder {
+        /// The model directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A step cannot run: its input is missing, or the output directory belongs to another run.
+    #[error("{path}: {message}")]
+    Step {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What to do about it.
+        message: String,
+    },
 }
 
 impl Error {
+    /// True when the error is about the user's input data or files (exit status 65), false for
+    /// failures of the environment (an endpoint that refuses the key, a missing model).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, Error::Api { .. } | Error::Embedder { .. })
+    }
+
     /// Wraps an I/O error with the file it came from.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

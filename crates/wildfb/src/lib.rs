@@ -2,10 +2,15 @@
 //! turned into ordinal reward-model training data read from users' own follow-up messages.
 //!
 //! Dependencies and why: `polars` reads and writes the WildChat parquet files (only its parquet, lazy
-//! and nested-struct features); `flate2` reads gzip inputs; `sha2` derives stable conversation hashes;
-//! `whatlang` names the language of conversations whose source did not record it; `chrono` converts
-//! WildChat's timestamps.
+//! and nested-struct features); `flate2` reads gzip inputs; `sha2` derives stable conversation hashes,
+//! journal keys and the seeded split; `whatlang` names the language of conversations whose source did
+//! not record it; `chrono` converts WildChat's timestamps; `candle-*` and `tokenizers` run the MiniLM
+//! sentence embedder of hindsight mining; `tokio` and `reqwest` call the LLM annotator; `indicatif`
+//! draws progress bars; `regex` runs the offline rules and filters; `toml` reads the settings; `rayon`
+//! cuts conversations into instances in parallel; `rand` jitters retry delays.
 
+pub mod collect;
+pub mod embed;
 pub mod error;
 pub mod import;
 pub mod lang;

@@ -3,8 +3,9 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use wildfb::collect::{self, config::CollectConfig, CollectOptions, Step};
 use wildfb::import::{self, ImportOptions, Source};
-use wildreward_types::exit::{StageNotBuilt, EXIT_BAD_INPUT, EXIT_NOT_BUILT};
+use wildreward_types::exit::EXIT_BAD_INPUT;
 
 /// Turn in-the-wild chat logs into reward-model training data from users' own reactions.
 #[derive(Parser)]
@@ -62,6 +63,20 @@ enum Annotator {
     Cascade,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum StepName {
+    /// Parquet → one instance per assistant turn a user answered (instances.jsonl).
+    Preprocess,
+    /// The user's reaction → raw category 1..5 (classified.jsonl).
+    Classify,
+    /// Neutral turns relabelled from later positive ones on the same topic (hindsight.jsonl).
+    Hindsight,
+    /// Short refusals adjudicated (refusal.jsonl).
+    Refusal,
+    /// Filters, training labels, RM text, dedup, seeded split (train.jsonl, test.jsonl).
+    Split,
+}
+
 #[derive(clap::Args)]
 struct CollectArgs {
     /// WildChat parquet file or directory of parquet files.
@@ -73,38 +88,110 @@ struct CollectArgs {
     /// Who classifies the users' reactions.
     #[arg(long, value_enum, default_value = "rules")]
     annotator: Annotator,
-    /// Base URL of the OpenAI-compatible API.
+    /// Settings file (default: the embedded configs/wildfb/collect.toml); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Base URL of the OpenAI-compatible API [config default: http://localhost:8001/v1]. The key is
+    /// read from the variable named by `annotator.api_key_env` (OPENAI_API_KEY).
     #[arg(long, env = "OPENAI_BASE_URL")]
     api_base: Option<String>,
-    /// Model name for the API.
+    /// Model name for the API [config default: gpt-oss-120b].
     #[arg(long)]
     model: Option<String>,
-    /// Requests in flight.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Seed of the train/test split.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Test examples to hold out.
-    #[arg(long, default_value_t = 5000)]
-    test_count: usize,
-    /// Conversation languages to keep.
-    #[arg(long, value_delimiter = ',', default_value = "English,Chinese")]
-    languages: Vec<String>,
-    /// Run only this step.
+    /// Requests in flight [config default: 64].
     #[arg(long)]
-    step: Option<String>,
+    concurrency: Option<usize>,
+    /// Requests per minute, 0 for no limit [config default: 0].
+    #[arg(long)]
+    rpm: Option<u32>,
+    /// Per-request timeout in seconds [config default: 600].
+    #[arg(long)]
+    timeout_secs: Option<f64>,
+    /// Retries per request after the first attempt [config default: 6].
+    #[arg(long)]
+    max_retries: Option<u32>,
+    /// Seed of the train/test split [config default: 42].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Test examples to hold out (capped for small inputs) [config default: 5000].
+    #[arg(long)]
+    test_count: Option<usize>,
+    /// Conversation languages to keep [config default: English,Chinese].
+    #[arg(long, value_delimiter = ',')]
+    languages: Option<Vec<String>>,
+    /// all-MiniLM-L6-v2 directory [default: $WILDREWARD_ASSETS/all-minilm-l6-v2, else assets/all-minilm-l6-v2].
+    #[arg(long)]
+    embedder: Option<PathBuf>,
+    /// Run only this step (again, even if it finished before); its input must exist.
+    #[arg(long, value_enum)]
+    step: Option<StepName>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn collect_options(a: CollectArgs) -> anyhow::Result<CollectOptions> {
+    let mut config = match &a.config {
+        Some(path) => CollectConfig::load(path)?,
+        None => CollectConfig::embedded()?,
+    };
+    let an = &mut config.annotator;
+    if let Some(v) = a.api_base {
+        an.api_base = v;
+    }
+    if let Some(v) = a.model {
+        an.model = v;
+    }
+    if let Some(v) = a.concurrency {
+        an.concurrency = v;
+    }
+    if let Some(v) = a.rpm {
+        an.requests_per_minute = v;
+    }
+    if let Some(v) = a.timeout_secs {
+        an.timeout_secs = v;
+    }
+    if let Some(v) = a.max_retries {
+        an.max_retries = v;
+    }
+    if let Some(v) = a.seed {
+        config.split.seed = v;
+    }
+    if let Some(v) = a.test_count {
+        config.split.test_count = v;
+    }
+    if let Some(v) = a.languages {
+        config.preprocess.languages = v;
+    }
+    Ok(CollectOptions {
+        input: a.input,
+        out: a.out,
+        annotator: match a.annotator {
+            Annotator::Rules => collect::Annotator::Rules,
+            Annotator::Openai => collect::Annotator::Openai,
+            Annotator::Cascade => collect::Annotator::Cascade,
+        },
+        config,
+        embedder_dir: a.embedder.unwrap_or_else(wildfb::embed::default_model_dir),
+        step: a.step.map(|s| match s {
+            StepName::Preprocess => Step::Preprocess,
+            StepName::Classify => Step::Classify,
+            StepName::Hindsight => Step::Hindsight,
+            StepName::Refusal => Step::Refusal,
+            StepName::Split => Step::Split,
+        }),
+        quiet: a.quiet,
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
-        Command::Collect(_) => Err(StageNotBuilt {
-            command: "wildfb collect",
-            issue: 3,
-            title: "`wildfb collect`: the whole WildFB data pipeline",
-        }
-        .into()),
+        Command::Collect(args) => collect_options(args).and_then(|opts| {
+            let stats = collect::run(&opts)?;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+            Ok(())
+        }),
         Command::Import { source } => {
             let (source, args) = match source {
                 ImportCommand::Sharegpt(a) => (Source::ShareGpt, a),
@@ -126,9 +213,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wildfb: error: {e:#}");
-            if e.downcast_ref::<StageNotBuilt>().is_some() {
-                ExitCode::from(EXIT_NOT_BUILT)
-            } else if e.downcast_ref::<wildfb::Error>().is_some() {
+            if e.downcast_ref::<wildfb::Error>()
+                .is_some_and(wildfb::Error::is_bad_input)
+            {
                 ExitCode::from(EXIT_BAD_INPUT)
             } else {
                 ExitCode::FAILURE

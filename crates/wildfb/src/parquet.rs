@@ -183,7 +183,8 @@ const REQUIRED: [(&str, &str); 4] = [
     ),
 ];
 
-fn check_schema(path: &Path, schema: &Schema) -> Result<()> {
+/// Checks that `schema` has the columns the pipeline needs, with their types; the error names the file.
+pub fn check_schema(path: &Path, schema: &Schema) -> Result<()> {
     let bad = |message: String| Err(Error::parquet(path, message));
     for (name, want) in REQUIRED {
         let Some(dtype) = schema.get(name) else {

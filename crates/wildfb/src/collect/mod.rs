@@ -1,0 +1,418 @@
+//! `wildfb collect`: the whole WildFB data pipeline, as five resumable steps.
+//!
+//! | step | reads | writes |
+//! |---|---|---|
+//! | `preprocess` | WildChat parquet | `instances.jsonl`: one instance per assistant turn a user answered |
+//! | `classify` | `instances.jsonl` | `classified.jsonl`: the user's reaction as a raw category 1..5 |
+//! | `hindsight` | `classified.jsonl` | `hindsight.jsonl`: neutral turns relabelled from later positives |
+//! | `refusal` | `hindsight.jsonl` | `refusal.jsonl`: short refusals adjudicated |
+//! | `split` | `refusal.jsonl` | `train.jsonl`, `test.jsonl`: filtered WildFB records |
+//!
+//! Each output is written under a temporary name and renamed into place; `stats.json` records each
+//! finished step with a fingerprint of its settings, so a re-run skips finished steps and a killed run
+//! resumes at the step it was in (with the LLM journal, `llm-journal.jsonl`, no answer is paid twice).
+
+pub mod classify;
+pub mod config;
+pub mod filters;
+pub mod hindsight;
+pub mod io;
+pub mod journal;
+pub mod llm;
+pub mod preprocess;
+pub mod prompt;
+pub mod records;
+pub mod refusal;
+pub mod rules;
+pub mod split;
+pub mod stats;
+
+use crate::embed::SentenceEmbedder;
+use crate::error::{Error, Result};
+use config::{fingerprint, CollectConfig};
+use filters::Filters;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use journal::Journal;
+use llm::{LlmClient, LlmSettings};
+use prompt::Prompts;
+use rules::Rules;
+use stats::{RunStats, StepStats};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Who classifies the users' reactions (and adjudicates refusals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Annotator {
+    /// The offline rules only.
+    Rules,
+    /// The LLM only.
+    Openai,
+    /// The rules where they are confident, the LLM for the rest (and for refusals).
+    Cascade,
+}
+
+impl Annotator {
+    /// The name used on the command line and in `stats.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Annotator::Rules => "rules",
+            Annotator::Openai => "openai",
+            Annotator::Cascade => "cascade",
+        }
+    }
+}
+
+/// The pipeline's steps, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    /// Parquet → instances.
+    Preprocess,
+    /// Instances → raw categories.
+    Classify,
+    /// Hindsight mining.
+    Hindsight,
+    /// Refusal validation.
+    Refusal,
+    /// Filters, labels, text, dedup, split.
+    Split,
+}
+
+impl Step {
+    /// Every step, in order.
+    pub const ALL: [Step; 5] = [
+        Step::Preprocess,
+        Step::Classify,
+        Step::Hindsight,
+        Step::Refusal,
+        Step::Split,
+    ];
+
+    /// The step's name (`--step NAME`, keys of `stats.json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Preprocess => "preprocess",
+            Step::Classify => "classify",
+            Step::Hindsight => "hindsight",
+            Step::Refusal => "refusal",
+            Step::Split => "split",
+        }
+    }
+
+    /// The files the step writes under `out`.
+    pub fn outputs(self, out: &Path) -> Vec<PathBuf> {
+        match self {
+            Step::Preprocess => vec![out.join("instances.jsonl")],
+            Step::Classify => vec![out.join("classified.jsonl")],
+            Step::Hindsight => vec![out.join("hindsight.jsonl")],
+            Step::Refusal => vec![out.join("refusal.jsonl")],
+            Step::Split => vec![out.join("train.jsonl"), out.join("test.jsonl")],
+        }
+    }
+
+    fn previous(self) -> Option<Step> {
+        Step::ALL
+            .iter()
+            .position(|s| *s == self)
+            .and_then(|i| i.checked_sub(1))
+            .map(|i| Step::ALL[i])
+    }
+}
+
+/// Everything one `wildfb collect` needs.
+#[derive(Debug, Clone)]
+pub struct CollectOptions {
+    /// A parquet file or a directory of them.
+    pub input: PathBuf,
+    /// The output directory.
+    pub out: PathBuf,
+    /// Who annotates.
+    pub annotator: Annotator,
+    /// Settings (with command-line overrides applied).
+    pub config: CollectConfig,
+    /// The MiniLM directory.
+    pub embedder_dir: PathBuf,
+    /// Run only this step (again, even if finished).
+    pub step: Option<Step>,
+    /// Hide progress bars.
+    pub quiet: bool,
+}
+
+/// The LLM side of a run: a runtime and a client, built only for `openai` / `cascade`.
+pub struct LlmRuntime {
+    /// Drives the concurrent calls.
+    pub runtime: tokio::runtime::Runtime,
+    /// The client.
+    pub client: Arc<LlmClient>,
+    /// `max_tokens` of a classification call.
+    pub feedback_max_tokens: u32,
+    /// `max_tokens` of a refusal call.
+    pub refusal_max_tokens: u32,
+}
+
+/// What the steps share.
+pub struct StepEnv<'a> {
+    /// Settings.
+    pub config: &'a CollectConfig,
+    /// The annotator.
+    pub annotator: Annotator,
+    /// The offline rules (also the refusal candidates' keywords).
+    pub rules: &'a Rules,
+    /// The prompts.
+    pub prompts: &'a Prompts,
+    /// The output directory.
+    pub out: &'a Path,
+    llm: Option<LlmRuntime>,
+}
+
+impl StepEnv<'_> {
+    /// The LLM runtime; an error when the annotator is `rules`.
+    pub fn llm(&self) -> Result<&LlmRuntime> {
+        self.llm.as_ref().ok_or_else(|| Error::Step {
+            path: self.out.to_path_buf(),
+            message: "this step needs the LLM annotator (--annotator openai or cascade)".into(),
+        })
+    }
+
+    /// Opens the LLM answer journal of this output directory.
+    pub fn journal(&self) -> Result<Journal> {
+        Journal::open(&self.out.join("llm-journal.jsonl"))
+    }
+}
+
+fn progress_bar(quiet: bool, name: &str, len: Option<u64>) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr_with_hz(4));
+    let template = if len.is_some() {
+        "{prefix:>10} {bar:30} {human_pos}/{human_len} {per_sec} ETA {eta}"
+    } else {
+        "{prefix:>10} {spinner} {human_pos} {per_sec} {elapsed}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.set_prefix(name.to_string());
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+fn file_identity(files: &[PathBuf]) -> Result<String> {
+    let mut parts = Vec::new();
+    for f in files {
+        let len = std::fs::metadata(f).map_err(|e| Error::io(f, e))?.len();
+        parts.push(format!("{}:{len}", f.display()));
+    }
+    Ok(parts.join("\n"))
+}
+
+/// The fingerprint of each step: its settings chained with the previous step's fingerprint.
+fn fingerprints(opts: &CollectOptions, files: &[PathBuf]) -> Result<Vec<String>> {
+    let c = &opts.config;
+    let llm = opts.annotator != Annotator::Rules;
+    let a = &c.annotator;
+    let pre = fingerprint([
+        file_identity(files)?.as_str(),
+        &c.preprocess.languages.join(","),
+        &c.preprocess.min_messages.to_string(),
+        &c.preprocess.max_context_words.to_string(),
+    ]);
+    let llm_part = |prompt: &str, max_tokens: u32| {
+        if llm {
+            format!("{}|{}|{}|{prompt}", a.model, a.temperature, max_tokens)
+        } else {
+            String::new()
+        }
+    };
+    let cls = fingerprint([
+        pre.as_str(),
+        opts.annotator.name(),
+        &c.rules.text,
+        &llm_part(&c.feedback_prompt.text, a.feedback_max_tokens),
+    ]);
+    let hind = fingerprint([
+        cls.as_str(),
+        &format!("{:?}", c.hindsight),
+        &opts.embedder_dir.display().to_string(),
+    ]);
+    let refu = fingerprint([
+        hind.as_str(),
+        &c.refusal.max_response_chars.to_string(),
+        &llm_part(&c.refusal_prompt.text, a.refusal_max_tokens),
+    ]);
+    let split = fingerprint([refu.as_str(), &c.filters.text, &format!("{:?}", c.split)]);
+    Ok(vec![pre, cls, hind, refu, split])
+}
+
+fn llm_runtime(opts: &CollectOptions) -> Result<LlmRuntime> {
+    let a = &opts.config.annotator;
+    let api_key = std::env::var(&a.api_key_env).ok().filter(|k| !k.is_empty());
+    let settings = LlmSettings {
+        api_base: a.api_base.clone(),
+        model: a.model.clone(),
+        api_key,
+        temperature: a.temperature,
+        concurrency: a.concurrency,
+        requests_per_minute: a.requests_per_minute,
+        timeout: Duration::from_secs_f64(a.timeout_secs),
+        max_retries: a.max_retries,
+        backoff_initial: Duration::from_millis(a.backoff_initial_ms),
+        backoff_max: Duration::from_millis(a.backoff_max_ms),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Api {
+            url: a.api_base.clone(),
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
+    // reqwest's client must be built inside the runtime it is used from.
+    let client = runtime.block_on(async { LlmClient::new(settings) })?;
+    Ok(LlmRuntime {
+        runtime,
+        client: Arc::new(client),
+        feedback_max_tokens: a.feedback_max_tokens,
+        refusal_max_tokens: a.refusal_max_tokens,
+    })
+}
+
+fn settings_of(opts: &CollectOptions) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let c = &opts.config;
+    let mut s = std::collections::BTreeMap::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        s.insert(k.to_string(), v);
+    };
+    put("annotator", opts.annotator.name().into());
+    put("config", c.source.display().to_string().into());
+    put("languages", c.preprocess.languages.clone().into());
+    put("seed", c.split.seed.into());
+    put("test_count", c.split.test_count.into());
+    put("embedder", opts.embedder_dir.display().to_string().into());
+    if opts.annotator != Annotator::Rules {
+        put("api_base", c.annotator.api_base.clone().into());
+        put("model", c.annotator.model.clone().into());
+        put("concurrency", c.annotator.concurrency.into());
+    }
+    s
+}
+
+/// Runs the pipeline (or one step of it) and returns the updated `stats.json`.
+pub fn run(opts: &CollectOptions) -> Result<RunStats> {
+    let cfg = &opts.config;
+    cfg.validate()?;
+    let files = preprocess::input_files(&opts.input)?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let rules = Rules::from_config(&cfg.rules)?;
+    let filters = Filters::from_config(&cfg.filters)?;
+    let prompts = Prompts::new(&cfg.feedback_prompt, &cfg.refusal_prompt)?;
+    let stats_path = opts.out.join("stats.json");
+    let mut run_stats: RunStats = io::read_json_if_exists(&stats_path)?.unwrap_or_default();
+    run_stats.inputs = files.iter().map(|f| f.display().to_string()).collect();
+    run_stats.settings = settings_of(opts);
+    let fps = fingerprints(opts, &files)?;
+    let llm = match opts.annotator {
+        Annotator::Rules => None,
+        _ => Some(llm_runtime(opts)?),
+    };
+    let env = StepEnv {
+        config: cfg,
+        annotator: opts.annotator,
+        rules: &rules,
+        prompts: &prompts,
+        out: &opts.out,
+        llm,
+    };
+    let mut embedder: Option<SentenceEmbedder> = None;
+    for (index, step) in Step::ALL.into_iter().enumerate() {
+        if opts.step.is_some_and(|only| only != step) {
+            continue;
+        }
+        let finished = run_stats
+            .steps
+            .get(step.name())
+            .is_some_and(|s| s.fingerprint == fps[index])
+            && step.outputs(&opts.out).iter().all(|p| p.exists());
+        if finished && opts.step.is_none() {
+            eprintln!("wildfb collect: {}: finished earlier, skipped", step.name());
+            continue;
+        }
+        if let Some(prev) = step.previous() {
+            let ready = run_stats
+                .steps
+                .get(prev.name())
+                .is_some_and(|s| s.fingerprint == fps[index - 1]);
+            let input = &prev.outputs(&opts.out)[0];
+            if !ready || !input.exists() {
+                return Err(Error::Step {
+                    path: input.clone(),
+                    message: format!(
+                        "step `{}` needs the output of `{}` made with these settings; run `wildfb collect` without --step first",
+                        step.name(),
+                        prev.name()
+                    ),
+                });
+            }
+        }
+        let total = match step.previous() {
+            None => None,
+            Some(prev) => run_stats.steps.get(prev.name()).map(|s| s.rows_out),
+        };
+        let bar = progress_bar(opts.quiet, step.name(), total);
+        let start = Instant::now();
+        let out = &opts.out;
+        let input = |s: Step| s.outputs(out).remove(0);
+        let mut s: StepStats = match step {
+            Step::Preprocess => preprocess::run(&files, &cfg.preprocess, &input(step), &bar)?,
+            Step::Classify => classify::run(&env, &input(Step::Preprocess), &input(step), &bar)?,
+            Step::Hindsight => {
+                let e = match embedder.take() {
+                    Some(e) => e,
+                    None => SentenceEmbedder::load(
+                        &opts.embedder_dir,
+                        cfg.hindsight.max_tokens,
+                        cfg.hindsight.batch_size,
+                    )?,
+                };
+                let s = hindsight::run(
+                    &input(Step::Classify),
+                    &input(step),
+                    &cfg.hindsight,
+                    &e,
+                    &bar,
+                )?;
+                embedder = Some(e);
+                s
+            }
+            Step::Refusal => refusal::run(&env, &input(Step::Hindsight), &input(step), &bar)?,
+            Step::Split => {
+                let [train, test] = [out.join("train.jsonl"), out.join("test.jsonl")];
+                split::run(
+                    &input(Step::Refusal),
+                    &train,
+                    &test,
+                    &filters,
+                    &cfg.split,
+                    &bar,
+                )?
+            }
+        };
+        bar.finish_and_clear();
+        s.fingerprint = fps[index].clone();
+        s.seconds = start.elapsed().as_secs_f64();
+        eprintln!(
+            "wildfb collect: {}: {} in, {} out, dropped {:?}, {:.1}s",
+            step.name(),
+            s.rows_in,
+            s.rows_out,
+            s.drops,
+            s.seconds
+        );
+        run_stats.steps.insert(step.name().to_string(), s);
+        for later in &Step::ALL[index + 1..] {
+            run_stats.steps.remove(later.name());
+        }
+        io::write_json_atomic(&stats_path, &run_stats)?;
+    }
+    Ok(run_stats)
+}
