@@ -25,6 +25,7 @@ fn main() {
         latency: Duration::from_millis(latency_ms),
         faults: false,
         slow: Duration::ZERO,
+        reject_all: false,
     });
     println!("listening on {}", fake.base_url());
     loop {

@@ -71,6 +71,7 @@ fn faults_are_retried_counted_and_never_labelled() {
         latency: Duration::from_millis(5),
         faults: true,
         slow: Duration::from_secs(3),
+        reject_all: false,
     });
     let out = dir.join("out");
     let args = collect_args(&parquet, &out, &fake.base_url(), "openai");
@@ -180,6 +181,7 @@ fn cascade_asks_the_llm_only_where_the_rules_are_unsure() {
         latency: Duration::ZERO,
         faults: false,
         slow: Duration::ZERO,
+        reject_all: false,
     });
     let out = dir.join("out");
     let o = run(
@@ -208,6 +210,7 @@ fn a_killed_run_resumes_without_paying_twice() {
         latency: Duration::from_millis(2),
         faults: false,
         slow: Duration::ZERO,
+        reject_all: false,
     };
 
     // The reference: one uninterrupted run.
@@ -312,6 +315,7 @@ fn an_endpoint_that_refuses_the_key_stops_the_run_with_a_clear_error() {
         latency: Duration::ZERO,
         faults: false,
         slow: Duration::ZERO,
+        reject_all: false,
     });
     let base = format!("http://{}/wrong", fake.addr);
     let out = dir.join("out");
@@ -381,6 +385,7 @@ fn refusals_are_adjudicated_by_the_llm_as_it_answers() {
         latency: Duration::ZERO,
         faults: false,
         slow: Duration::ZERO,
+        reject_all: false,
     });
     let out = dir.join("out");
     let o = run(
@@ -422,4 +427,36 @@ fn refusals_are_adjudicated_by_the_llm_as_it_answers() {
         .filter(|k| support::fake_openai::is_refusal_prompt(k))
         .count();
     assert_eq!(sent_refusal_prompts as u64, adjudicated);
+}
+
+#[test]
+fn a_run_whose_first_calls_all_fail_stops_instead_of_dropping_everything() {
+    let dir = scratch("collect-openai-all-fail");
+    let parquet = import_sample(&dir, Some(20));
+    let fake = FakeOpenAi::start(Behaviour {
+        latency: Duration::ZERO,
+        faults: false,
+        slow: Duration::ZERO,
+        reject_all: true,
+    });
+    let out = dir.join("out");
+    let o = run(
+        &collect_args(&parquet, &out, &fake.base_url(), "openai"),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("first 20 calls all failed") && err.contains("maximum context length"),
+        "{err}"
+    );
+    assert!(stats(&out)["steps"].get("classify").is_none());
+    // 400 is not retried: the server saw each prompt once.
+    assert!(fake
+        .state
+        .received
+        .lock()
+        .unwrap()
+        .values()
+        .all(|&k| k == 1));
 }

@@ -300,6 +300,10 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(Duration::from_millis(wait.max(0) as u64).min(cap))
 }
 
+/// A run whose first calls all fail is misconfigured (a prompt too long for the model's context, a
+/// proxy in the way…), not unlucky: it stops instead of dropping every record.
+pub const FAILURES_BEFORE_GIVING_UP: u64 = 20;
+
 /// One unit of work for [`run_jobs`]: an item and, if it needs the LLM, its prompt.
 pub struct Job<T> {
     /// Carried through to the sink.
@@ -360,12 +364,9 @@ where
                 continue;
             };
             let key = journal_key(client.model(), &prompt);
-            if let Some(entry) = journal.get(&key) {
+            if let Some(entry) = journal.get(&key)? {
                 stats.journal_hits += 1;
-                ready.insert(
-                    index,
-                    (job.item, Some(Outcome::Answer(entry.content.clone()))),
-                );
+                ready.insert(index, (job.item, Some(Outcome::Answer(entry.content))));
             } else if let Some(indices) = in_flight.get_mut(&key) {
                 stats.deduplicated += 1;
                 indices.push(index);
@@ -436,6 +437,17 @@ where
             }
             Err(CallError::Failed(message)) => {
                 stats.failed += 1;
+                if stats.succeeded == 0 && stats.failed >= FAILURES_BEFORE_GIVING_UP {
+                    tasks.abort_all();
+                    journal.sync()?;
+                    return Err(Error::Api {
+                        url: client.url().to_string(),
+                        message: format!(
+                            "the first {} calls all failed, the last with: {message}",
+                            stats.failed
+                        ),
+                    });
+                }
                 Outcome::Failed(message)
             }
         };

@@ -29,6 +29,8 @@ pub struct Behaviour {
     pub faults: bool,
     /// How long a "slow" answer takes (longer than the client's timeout).
     pub slow: Duration,
+    /// Answer every request with 400, as vLLM does when a prompt exceeds the model's context.
+    pub reject_all: bool,
 }
 
 /// What the fake does with one request.
@@ -173,6 +175,13 @@ async fn complete(State(shared): State<Shared>, Json(body): Json<Value>) -> Resp
         *n += 1;
         *n - 1
     };
+    if behaviour.reject_all {
+        return (
+            StatusCode::BAD_REQUEST,
+            "This model's maximum context length is 2048 tokens.",
+        )
+            .into_response();
+    }
     let fault = fault_for(prompt, attempt, behaviour.faults);
     if fault != Fault::None {
         let mut faults = state.faults.lock().unwrap_or_else(|e| e.into_inner());
