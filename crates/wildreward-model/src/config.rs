@@ -69,9 +69,6 @@ fn four() -> f64 {
 fn original_context() -> usize {
     8192
 }
-fn default_rope_theta() -> f64 {
-    10_000.0
-}
 fn default_eps() -> f64 {
     1e-6
 }
@@ -80,7 +77,7 @@ fn default_eps() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     /// e.g. `["LlamaForCausalLM"]` or `["Qwen2ForSequenceClassification"]`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub architectures: Vec<String>,
     /// `llama`, `mistral`, `qwen2`, `qwen3`.
     pub model_type: String,
@@ -93,48 +90,52 @@ pub struct ModelConfig {
     /// Query heads.
     pub num_attention_heads: usize,
     /// Key/value heads (grouped-query attention); defaults to the query heads.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_key_value_heads: Option<usize>,
     /// Per-head width when it is not `hidden_size / num_attention_heads` (Qwen3).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<usize>,
     /// RMS norm epsilon.
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
-    /// RoPE base.
-    #[serde(default = "default_rope_theta")]
-    pub rope_theta: f64,
-    /// RoPE frequency scaling.
-    #[serde(default)]
+    /// RoPE base (transformers < 5; see [`ModelConfig::rope_base`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    /// RoPE frequency scaling (transformers < 5; see [`ModelConfig::rope_scaling`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<RopeScaling>,
+    /// transformers ≥ 5 writes the RoPE base and scaling together here
+    /// (`{"rope_theta", "rope_type", "factor", …}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_parameters: Option<serde_json::Value>,
     /// Vocabulary size (rows of the embedding).
     pub vocab_size: usize,
     /// Longest context the model supports.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_position_embeddings: Option<usize>,
     /// Whether the LM head is the embedding matrix.
     #[serde(default)]
     pub tie_word_embeddings: bool,
     /// Biases on q/k/v (and o): explicit in Llama-style configs; implied for Qwen2.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention_bias: Option<bool>,
     /// Beginning-of-sequence token.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bos_token_id: Option<serde_json::Value>,
     /// End-of-sequence token(s) (Llama 3.1 lists several).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eos_token_id: Option<serde_json::Value>,
     /// Padding token: its id marks padding when pooling.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pad_token_id: Option<u32>,
     /// Outputs of the classification head (K-1 for an ordinal RM).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_labels: Option<usize>,
     /// HF's `problem_type` (`multi_label_classification` for the ordinal RM: BCE per threshold).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem_type: Option<String>,
     /// Labels of the head's outputs.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id2label: Option<serde_json::Map<String, serde_json::Value>>,
     /// Ours, not HF's: `ordinal` (default: K-1 independent thresholds, the HF layout), `coral` (shared
     /// weight, ordered biases) or `scalar` (one logit, Bradley-Terry).
@@ -219,6 +220,31 @@ impl ModelConfig {
         Ok(arch)
     }
 
+    /// The RoPE base: `rope_theta`, else `rope_parameters.rope_theta`, else 10000.
+    pub fn rope_base(&self) -> f64 {
+        self.rope_theta
+            .or_else(|| self.rope_parameters.as_ref()?.get("rope_theta")?.as_f64())
+            .unwrap_or(10_000.0)
+    }
+
+    /// The RoPE scaling in effect: `rope_scaling`, else a non-default `rope_parameters`.
+    pub fn rope_scaling(&self) -> Option<RopeScaling> {
+        self.rope_scaling.clone().or_else(|| {
+            let p = self.rope_parameters.as_ref()?;
+            let kind = p.get("rope_type").or_else(|| p.get("type"))?.as_str()?;
+            (kind != "default")
+                .then(|| serde_json::from_value(p.clone()).ok())
+                .flatten()
+        })
+    }
+
+    /// Outputs of the classification head: `num_labels`, else the size of `id2label` (transformers 5
+    /// writes only the latter).
+    pub fn label_count(&self) -> Option<usize> {
+        self.num_labels
+            .or_else(|| self.id2label.as_ref().map(|m| m.len()))
+    }
+
     /// Key/value heads.
     pub fn num_kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
@@ -284,9 +310,39 @@ mod tests {
         assert!(!cfg.qkv_bias());
         assert_eq!(cfg.num_labels, Some(3));
         assert_eq!(cfg.extra["torch_dtype"], "bfloat16");
+        assert_eq!(cfg.rope_base(), 1_000_000.0);
         let round: ModelConfig =
             serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
         assert_eq!(round, cfg);
+    }
+
+    #[test]
+    fn rope_reads_both_transformers_spellings() {
+        let v5 = ModelConfig::from_json(
+            r#"{"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
+            "num_attention_heads":4,"vocab_size":100,"rope_parameters":{"rope_theta":500000.0,
+            "rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
+            "original_max_position_embeddings":8192}}"#,
+        )
+        .unwrap();
+        assert_eq!(v5.rope_base(), 500_000.0);
+        assert_eq!(v5.rope_scaling().unwrap().factor, 8.0);
+        let v4 = ModelConfig::from_json(
+            r#"{"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
+            "num_attention_heads":4,"vocab_size":100,"rope_theta":500000.0,"rope_scaling":{
+            "rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
+            "original_max_position_embeddings":8192}}"#,
+        )
+        .unwrap();
+        assert_eq!(v4.rope_base(), v5.rope_base());
+        assert_eq!(v4.rope_scaling(), v5.rope_scaling());
+        let plain = ModelConfig::from_json(
+            r#"{"model_type":"qwen2","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
+            "num_attention_heads":4,"vocab_size":100,"rope_parameters":{"rope_theta":1e6,"rope_type":"default"}}"#,
+        )
+        .unwrap();
+        assert_eq!(plain.rope_base(), 1e6);
+        assert!(plain.rope_scaling().is_none());
     }
 
     #[test]

@@ -96,26 +96,24 @@ impl RewardModel {
             .wildreward_head
             .as_deref()
             .and_then(HeadKind::parse)
-            .unwrap_or(if config.num_labels == Some(1) {
+            .unwrap_or(if config.label_count() == Some(1) {
                 HeadKind::Scalar
             } else {
                 HeadKind::Ordinal
             });
-        let outputs = config
-            .num_labels
-            .or_else(|| config.id2label.as_ref().map(|m| m.len()))
-            .filter(|&n| {
-                n > 0
-                    && config
-                        .architectures
-                        .iter()
-                        .any(|a| a.ends_with("Classification"))
-            })
-            .unwrap_or(if kind == HeadKind::Scalar {
-                1
-            } else {
-                opts.outputs_if_missing
-            });
+        // Only a classifier's config declares its head (causal-LM configs may carry default labels).
+        let declared = config.label_count().filter(|&n| {
+            n > 0
+                && config
+                    .architectures
+                    .iter()
+                    .any(|a| a.ends_with("Classification"))
+        });
+        let outputs = declared.unwrap_or(if kind == HeadKind::Scalar {
+            1
+        } else {
+            opts.outputs_if_missing
+        });
         let weights_err = |e: candle_core::Error| ModelError::Weights {
             path: source.clone(),
             message: e.to_string(),
@@ -124,7 +122,7 @@ impl RewardModel {
             match ScoreHead::from_tensors(&tensors, kind, outputs).map_err(weights_err)? {
                 Some(h) => (h, false),
                 None => {
-                    let kind = if config.num_labels.is_some() {
+                    let kind = if declared.is_some() {
                         kind
                     } else {
                         opts.head_if_missing

@@ -165,13 +165,9 @@ impl Rotary {
 pub fn inv_freq(cfg: &crate::config::ModelConfig) -> Vec<f32> {
     let dim = cfg.head_dim();
     let base: Vec<f64> = (0..dim / 2)
-        .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / dim as f64))
+        .map(|i| 1.0 / cfg.rope_base().powf(2.0 * i as f64 / dim as f64))
         .collect();
-    let Some(s) = cfg
-        .rope_scaling
-        .as_ref()
-        .filter(|s| s.rope_type == "llama3")
-    else {
+    let Some(s) = cfg.rope_scaling().filter(|s| s.rope_type == "llama3") else {
         return base.into_iter().map(|f| f as f32).collect();
     };
     let original = s.original_max_position_embeddings as f64;

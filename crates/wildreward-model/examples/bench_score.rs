@@ -1,0 +1,82 @@
+//! Scorer throughput on fixed token-id inputs (see scripts/bench/score.sh, which runs the PyTorch +
+//! transformers reference on the same ids and writes the ratios into docs/benchmarks.md).
+//!
+//! `cargo run --example bench_score -- <model> <inputs.jsonl> [max_batch_tokens]` prints one JSON line.
+//! Each input line is `{"ids": [u32…]}`. Also measures this CPU's f32 matmul peak with candle.
+
+use candle_core::{Device, Tensor};
+use std::io::BufRead;
+use std::time::Instant;
+use wildreward_model::{LoadOptions, RewardModel, Scorer, ScorerOptions};
+
+fn matmul_peak_gflops() -> anyhow::Result<f64> {
+    let n = 1024;
+    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    let _ = a.matmul(&b)?;
+    let reps = 10;
+    let t = Instant::now();
+    for _ in 0..reps {
+        let _ = a.matmul(&b)?;
+    }
+    Ok(2.0 * (n as f64).powi(3) * reps as f64 / t.elapsed().as_secs_f64() / 1e9)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (model, inputs) = (
+        args.get(1).ok_or_else(|| anyhow::anyhow!("model"))?,
+        &args[2],
+    );
+    let budget: usize = args.get(3).map_or(Ok(8192), |s| s.parse())?;
+    let ids: Vec<Vec<u32>> = std::io::BufReader::new(std::fs::File::open(inputs)?)
+        .lines()
+        .map(|l| -> anyhow::Result<Vec<u32>> {
+            let v: serde_json::Value = serde_json::from_str(&l?)?;
+            Ok(serde_json::from_value(v["ids"].clone())?)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let m = RewardModel::load(std::path::Path::new(model), &LoadOptions::inference())?;
+    let cfg = m.config().clone();
+    let scorer = Scorer::new(
+        m,
+        ScorerOptions {
+            max_batch_tokens: budget,
+            max_batch_size: 64,
+            ..ScorerOptions::default()
+        },
+    );
+    let _warm = scorer.score_ids(&ids[..ids.len().min(2)])?;
+    let t = Instant::now();
+    let scored = scorer.score_ids(&ids)?;
+    let secs = t.elapsed().as_secs_f64();
+    let tokens: usize = ids.iter().map(Vec::len).sum();
+    // Useful FLOPs: the projections and MLP over real tokens, plus causal attention (QKᵀ and AV).
+    let (d, l, i) = (
+        cfg.hidden_size,
+        cfg.num_hidden_layers,
+        cfg.intermediate_size,
+    );
+    let (q, kv) = (
+        cfg.num_attention_heads * cfg.head_dim(),
+        cfg.num_kv_heads() * cfg.head_dim(),
+    );
+    let per_token = 2.0 * (l * (d * q + 2 * d * kv + q * d + 3 * d * i)) as f64;
+    let attn: f64 = ids
+        .iter()
+        .map(|s| 2.0 * (l * s.len() * s.len() * q) as f64)
+        .sum();
+    let flops = per_token * tokens as f64 + attn;
+    let peak = matmul_peak_gflops()?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "rust-candle", "texts": ids.len(), "tokens": tokens, "seconds": secs,
+            "texts_per_s": ids.len() as f64 / secs, "tokens_per_s": tokens as f64 / secs,
+            "useful_gflops": flops / secs / 1e9, "matmul_peak_gflops": peak,
+            "fraction_of_peak": flops / secs / 1e9 / peak,
+            "mean_reward": scored.iter().map(|s| s.reward as f64).sum::<f64>() / scored.len() as f64,
+        })
+    );
+    Ok(())
+}

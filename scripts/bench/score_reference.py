@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""The reference worker's scoring loop (deploy_rm/serve_rank.py): batches of 16 in arrival order, padded
+to the batch's longest, f32 on CPU, AutoModelForSequenceClassification, reward = 1 + Σσ(logits).
+Scores the same token ids as the Rust benchmark and prints one JSON line.
+
+    python score_reference.py <hf dir> <inputs.jsonl>
+"""
+import json, sys, time, torch
+from transformers import AutoModelForSequenceClassification
+
+torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
+model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], torch_dtype=torch.float32).eval()
+pad = model.config.pad_token_id
+ids = [json.loads(l)["ids"] for l in open(sys.argv[2])]
+
+def score(batch):
+    n = max(map(len, batch))
+    x = torch.tensor([b + [pad] * (n - len(b)) for b in batch])
+    mask = torch.tensor([[1] * len(b) + [0] * (n - len(b)) for b in batch])
+    with torch.no_grad():
+        return (1 + torch.sigmoid(model(input_ids=x, attention_mask=mask).logits).sum(-1)).tolist()
+
+score(ids[:2])  # warm-up, as the Rust side does
+t = time.perf_counter()
+rewards = []
+for i in range(0, len(ids), 16):
+    rewards += score(ids[i:i + 16])
+secs = time.perf_counter() - t
+tokens = sum(map(len, ids))
+print(json.dumps({"impl": "pytorch-transformers", "texts": len(ids), "tokens": tokens, "seconds": secs,
+                  "texts_per_s": len(ids) / secs, "tokens_per_s": tokens / secs,
+                  "mean_reward": sum(rewards) / len(rewards), "torch": torch.__version__}))
