@@ -42,6 +42,11 @@ stage import "" -- "$BIN/wildfb" import sharegpt \
 stage collect "$OUT/wildchat-sharegpt.parquet" -- "$BIN/wildfb" collect \
   --input "$OUT/wildchat-sharegpt.parquet" --out "$OUT/wildfb" --annotator rules --test-count 200
 
+stage convert "" -- "$BIN/wildreward" convert --model "$MODEL" --out "$OUT/rm-untrained"
+
+stage score "$OUT/wildfb/test.jsonl" -- "$BIN/wildreward" score \
+  --model "$OUT/rm-untrained" --input "$OUT/wildfb/test.jsonl" --output "$OUT/test-scored-untrained.jsonl"
+
 stage train "$OUT/wildfb/train.jsonl" -- "$BIN/wildreward" train \
   --model "$MODEL" --data "$OUT/wildfb" --out "$OUT/rm" --train head --max-steps 20
 
