@@ -260,7 +260,10 @@ impl Backbone {
             .map(|i| DecoderLayer::load(m.pp(format!("layers.{i}")), cfg, arch, kernels))
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(m.pp("norm"), cfg.hidden_size, cfg.rms_norm_eps, kernels)?;
-        let lm_head = if !cfg.tie_word_embeddings && vb.contains_tensor("lm_head.weight") {
+        // Tied: the embedding matrix itself (shared, not copied). Untied and absent (a classifier): none.
+        let lm_head = if cfg.tie_word_embeddings {
+            Some(Linear::from_weights(embed_tokens.clone(), None))
+        } else if vb.contains_tensor("lm_head.weight") {
             Some(Linear::load(
                 vb.pp("lm_head"),
                 cfg.hidden_size,
@@ -378,20 +381,11 @@ impl Backbone {
     }
 
     /// Next-token logits from hidden states `[…, hidden]` through the LM head (the embedding matrix
-    /// when tied). Errors if the checkpoint has an untied head that was not saved (a classifier).
+    /// when tied). Errors for an untied checkpoint saved without its LM head (a classifier).
     pub fn lm_logits(&self, hidden: &Tensor) -> Result<Tensor> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => {
-                let w = self.embed_tokens.t()?;
-                match hidden.dims() {
-                    [b, l, h] => hidden
-                        .reshape((b * l, *h))?
-                        .matmul(&w)?
-                        .reshape((*b, *l, ())),
-                    _ => hidden.matmul(&w),
-                }
-            }
+            None => candle_core::bail!("this checkpoint has no LM head (an untied classifier)"),
         }
     }
 
