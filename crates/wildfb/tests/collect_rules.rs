@@ -100,11 +100,21 @@ fn rules_pipeline_on_the_shipped_sample() {
         n(&steps["preprocess"]["rows_out"]),
         lines("instances.jsonl")
     );
-    assert!(
-        n(&steps["preprocess"]["rows_out"]) > 1500,
-        "{}",
-        steps["preprocess"]
+    // Pinned facts of the first 700 conversations of the sample: 19 are in neither English nor
+    // Chinese, the other 681 give 2687 turns with a reaction; the rules read those reactions as below
+    // (neutral dominates, as the reference's 76 %).
+    assert_eq!(n(&steps["preprocess"]["rows_out"]), 2687);
+    assert_eq!(
+        steps["preprocess"]["drops"],
+        serde_json::json!({"language": 19})
     );
+    assert_eq!(
+        steps["classify"]["label_histogram"],
+        serde_json::json!({"1": 4, "2": 131, "3": 2120, "4": 255, "5": 177})
+    );
+    // Hindsight's count rests on float similarities near a threshold: a range, not a pin.
+    let relabelled = n(&steps["hindsight"]["details"]["relabelled"]);
+    assert!((35..=75).contains(&relabelled), "{relabelled}");
     for (step, file) in [
         ("classify", "classified.jsonl"),
         ("hindsight", "hindsight.jsonl"),

@@ -11,6 +11,23 @@
 //! Each output is written under a temporary name and renamed into place; `stats.json` records each
 //! finished step with a fingerprint of its settings, so a re-run skips finished steps and a killed run
 //! resumes at the step it was in (with the LLM journal, `llm-journal.jsonl`, no answer is paid twice).
+//!
+//! Where this differs from the reference (THU-KEG/WildReward `collect_rm_data/`), on purpose:
+//! - the classification prompt holds the feedback message's *content* (the reference pasted Python's
+//!   repr of the whole message dict); prompts are our own wording with the same `[[n]]` contract, and
+//!   only the first `[[d]]` after any `</think>` counts;
+//! - an unparseable or failed LLM answer drops the turn, in classification and in refusal validation
+//!   (the reference turned a failed refusal adjudication, `"NA"`, into label 1);
+//! - hindsight mining relabels a turn at most once, from the nearest qualifying later turn (the
+//!   reference appended duplicates carrying the farther turn's label), measures "within 2 turns" in
+//!   turn numbers rather than positions among surviving turns, and keeps the turn's real history;
+//! - the refusal keywords have the reference's missing comma restored (`"sorry"`, `"我无法"`) and match
+//!   curly apostrophes; neutral turns are not adjudicated (their verdict could never be used);
+//! - filters match phrases on word boundaries (not raw substrings: "drawback" is not "draw");
+//! - the 4096-word context limit applies before classification, so over-long turns cost no call;
+//! - the last assistant turn of a conversation that ends with a user message is an instance too;
+//! - records are deduplicated by id and conversations by hash, and the split is seeded and by
+//!   conversation (the reference shuffled without a seed, so one conversation could straddle both).
 
 pub mod classify;
 pub mod config;
