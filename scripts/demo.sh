@@ -44,8 +44,10 @@ stage collect "$OUT/wildchat-sharegpt.parquet" -- "$BIN/wildfb" collect \
 
 stage convert "" -- "$BIN/wildreward" convert --model "$MODEL" --out "$OUT/rm-untrained"
 
-stage score "$OUT/wildfb/test.jsonl" -- "$BIN/wildreward" score \
-  --model "$OUT/rm-untrained" --input "$OUT/wildfb/test.jsonl" --output "$OUT/test-scored-untrained.jsonl"
+# A quick look at the untrained head on 32 test examples (the whole split is what `eval` is for).
+[ -f "$OUT/wildfb/test.jsonl" ] && head -n 32 "$OUT/wildfb/test.jsonl" > "$OUT/test-sample.jsonl"
+stage score "$OUT/test-sample.jsonl" -- "$BIN/wildreward" score --max-length 1024 \
+  --model "$OUT/rm-untrained" --input "$OUT/test-sample.jsonl" --output "$OUT/test-sample-scored.jsonl"
 
 stage train "$OUT/wildfb/train.jsonl" -- "$BIN/wildreward" train \
   --model "$MODEL" --data "$OUT/wildfb" --out "$OUT/rm" --train head --max-steps 20
