@@ -16,8 +16,10 @@ MODEL=$ROOT/assets/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 mkdir -p "$OUT"
 
 scripts/fetch-assets.sh
-# The dev profile (dependencies optimised) is the one the tests use: one build serves both.
-cargo build --bins
+# Build exactly what the test suite builds (dev profile, dependencies optimised, features unified with the
+# tests' dev-dependencies), so the demo and `scripts/test.sh` share one build; `cargo build --bins` alone
+# would resolve features differently and compile most dependencies a second time.
+cargo test --workspace --no-run
 
 declare -a REPORT=()
 # stage NAME NEEDED_PATH -- COMMAND...
