@@ -328,7 +328,13 @@ impl Backbone {
             );
         }
         let mask = if l > 1 {
-            Some(causal_padding_mask(lengths, l, self.dtype, &self.device)?)
+            Some(causal_padding_mask(
+                lengths,
+                l,
+                0,
+                self.dtype,
+                &self.device,
+            )?)
         } else {
             None
         };
@@ -354,21 +360,15 @@ impl Backbone {
         if cache.layers.len() != self.layers.len() {
             cache.layers = vec![None; self.layers.len()];
         }
+        // Rows share one length (no padding), so a single mask row broadcasts over the batch.
         let mask = if t > 1 {
-            // Query i (absolute offset + i) sees keys 0..=offset + i.
-            let total = offset + t;
-            let data: Vec<f32> = (0..t)
-                .flat_map(|i| {
-                    (0..total).map(move |j| {
-                        if j > offset + i {
-                            f32::NEG_INFINITY
-                        } else {
-                            0.0
-                        }
-                    })
-                })
-                .collect();
-            Some(Tensor::from_vec(data, (1, 1, t, total), &self.device)?.to_dtype(self.dtype)?)
+            Some(causal_padding_mask(
+                &[offset + t],
+                t,
+                offset,
+                self.dtype,
+                &self.device,
+            )?)
         } else {
             None
         };

@@ -190,26 +190,29 @@ pub fn inv_freq(cfg: &crate::config::ModelConfig) -> Vec<f32> {
         .collect()
 }
 
-/// The additive attention mask for a right-padded batch: 0 where query `i` may see key `j` (causal and
-/// `j` is a real token), −∞ elsewhere. `lengths` are the real tokens of each row. Shape
-/// `[batch, 1, seq, seq]`.
+/// The additive attention mask: 0 where query `i` (absolute position `offset + i`) may see key `j` —
+/// causal (`j ≤ offset + i`) and `j` a real token of its row (`j < lengths[row]`) — −∞ elsewhere.
+/// Shape `[lengths.len(), 1, queries, offset + queries]`. A right-padded batch uses offset 0; a cached
+/// prefill uses the cache length as offset.
 pub fn causal_padding_mask(
     lengths: &[usize],
-    seq: usize,
+    queries: usize,
+    offset: usize,
     dtype: DType,
     device: &Device,
 ) -> Result<Tensor> {
-    let mut data = vec![0f32; lengths.len() * seq * seq];
+    let keys = offset + queries;
+    let mut data = vec![0f32; lengths.len() * queries * keys];
     for (b, &len) in lengths.iter().enumerate() {
-        for i in 0..seq {
-            for j in 0..seq {
-                if j > i || j >= len {
-                    data[(b * seq + i) * seq + j] = f32::NEG_INFINITY;
+        for i in 0..queries {
+            for j in 0..keys {
+                if j > offset + i || j >= len {
+                    data[(b * queries + i) * keys + j] = f32::NEG_INFINITY;
                 }
             }
         }
     }
-    Tensor::from_vec(data, (lengths.len(), 1, seq, seq), device)?.to_dtype(dtype)
+    Tensor::from_vec(data, (lengths.len(), 1, queries, keys), device)?.to_dtype(dtype)
 }
 
 /// Repeats key/value heads for grouped-query attention: `[b, kv, s, d]` → `[b, kv·n_rep, s, d]`.
