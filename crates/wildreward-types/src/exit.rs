@@ -17,3 +17,10 @@ pub struct StageNotBuilt {
     /// The title.
     pub title: &'static str,
 }
+
+/// A problem with the user's input (a file, a line, a field, a flag): every binary exits with
+/// [`EXIT_BAD_INPUT`] when its error chain holds one. Shared so each stage's library can raise it
+/// without the binaries knowing every library's error type.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);

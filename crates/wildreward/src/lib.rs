@@ -7,7 +7,4 @@
 pub mod convert;
 pub mod score;
 
-/// A problem with the user's input (a file, a line, a field): exits with status 65.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadInput(pub String);
+pub use wildreward_types::exit::BadInput;

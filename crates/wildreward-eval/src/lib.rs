@@ -1,0 +1,1 @@
+//! `wildreward eval`: benchmark accuracy, calibration and consistency of a reward model.

@@ -1,0 +1,1 @@
+//! `wildreward serve`: scoring workers and the router in front of them.
