@@ -28,9 +28,6 @@ fn every_subcommand_has_help() {
 fn unbuilt_stages_exit_69_naming_their_issue() {
     let cases: &[&[&str]] = &[
         &["train", "--model", "m", "--data", "d", "--out", "o"],
-        &["serve", "--model", "m", "--workers", "2"],
-        &["serve", "worker", "--model", "m", "--port", "8004"],
-        &["serve", "router", "--worker-urls", "http://127.0.0.1:8004"],
         &["eval", "--model", "m", "--bench", "hh", "--out", "o"],
     ];
     for args in cases {
@@ -49,4 +46,53 @@ fn unbuilt_stages_exit_69_naming_their_issue() {
 fn eval_needs_a_model_or_an_endpoint() {
     let o = run(&["eval", "--bench", "hh", "--out", "o"]);
     assert_eq!(o.status.code(), Some(2), "clap usage error");
+}
+
+#[test]
+fn serve_refuses_bad_settings_with_exit_65_naming_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["serve", "--workers", "2"], "--model"),
+        (
+            &["serve", "--model", "no/such/model", "--workers", "2"],
+            "no/such/model",
+        ),
+        (
+            &["serve", "worker", "--model", "no/such/model", "--port", "0"],
+            "no/such/model",
+        ),
+        (
+            &[
+                "serve", "worker", "--model", "m", "--port", "0", "--device", "tpu",
+            ],
+            "--device",
+        ),
+        (
+            &[
+                "serve",
+                "router",
+                "--worker-urls",
+                "localhost:8004",
+                "--port",
+                "0",
+            ],
+            "--worker-urls",
+        ),
+        (
+            &[
+                "serve",
+                "router",
+                "--worker-urls",
+                "http://127.0.0.1:1",
+                "--policy",
+                "random",
+            ],
+            "--policy",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = run(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(65), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
 }

@@ -2,8 +2,13 @@
 //! `wildreward-serve`).
 
 use clap::{Args, Subcommand};
-use std::path::PathBuf;
-use wildreward_types::exit::StageNotBuilt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wildreward_serve::config::{parse_empty_history, parse_truncation};
+use wildreward_serve::{
+    DeviceSpec, HttpLimits, Listen, RouterConfig, WorkerConfig, WorkerLauncher,
+};
+use wildreward_types::exit::BadInput;
 
 /// `wildreward serve` flags: with no role, spawn workers and a router in front of them.
 #[derive(Args)]
@@ -17,68 +22,338 @@ pub struct ServeArgs {
     /// Scoring workers to spawn.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
-    /// Address to bind.
+    /// Address the router binds (workers always bind 127.0.0.1).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
-    /// Router port.
+    /// Router port (0: any free port, printed on stdout).
     #[arg(long, default_value_t = 9000)]
     pub port: u16,
-    /// First worker port.
+    /// First worker port; worker i listens on this + i (0: any free ports).
     #[arg(long, default_value_t = 8004)]
     pub worker_port: u16,
-    /// Device: cpu or cuda:N.
+    /// Device of every worker: cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// GPUs to place workers on, one each.
+    /// GPUs to place workers on, one each (worker i on the i-th); overrides --device.
     #[arg(long, value_delimiter = ',')]
     pub gpus: Vec<u32>,
-    /// Bearer token required on every route but /health.
-    #[arg(long, env = "WILDREWARD_API_KEY")]
-    pub api_key: Option<String>,
-    /// Token budget of one batch.
-    #[arg(long)]
-    pub max_batch_tokens: Option<usize>,
-    /// Texts in one batch.
-    #[arg(long)]
-    pub max_batch_size: Option<usize>,
-    /// How /get_reward reads its queries: raw RM texts, or OpenRLHF prompt+response.
-    #[arg(long, default_value = "raw")]
-    pub query_format: String,
+    #[command(flatten)]
+    pub scoring: ScoringFlags,
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[command(flatten)]
+    pub routing: RoutingFlags,
 }
 
 #[derive(Subcommand)]
 pub enum ServeRole {
     /// One scoring worker.
-    Worker {
-        /// Reward model: HF directory or GGUF file.
-        #[arg(long)]
-        model: PathBuf,
-        /// Port to listen on.
-        #[arg(long)]
-        port: u16,
-    },
+    Worker(WorkerArgs),
     /// A router in front of workers started elsewhere.
-    Router {
-        /// Worker base URLs, comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
-        worker_urls: Vec<String>,
-        /// Port to listen on.
-        #[arg(long, default_value_t = 9000)]
-        port: u16,
-    },
+    Router(RouterArgs),
+}
+
+/// `wildreward serve worker`.
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// Reward model: HF directory or GGUF file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Port to listen on (0: any free port, printed on stdout).
+    #[arg(long)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Device: cpu or cuda:N (FP16 backbone on CUDA, rewards in f32).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[command(flatten)]
+    pub scoring: ScoringFlags,
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// Stop (draining) when standard input closes: how a fleet stops the workers it spawned.
+    #[arg(long, hide = true)]
+    pub exit_on_stdin_eof: bool,
+}
+
+/// `wildreward serve router`.
+#[derive(Args)]
+pub struct RouterArgs {
+    /// Worker base URLs, comma-separated (`http://host:port`; the reference's
+    /// `http://host:port/get_reward` form is accepted too).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub worker_urls: Vec<String>,
+    /// Port to listen on (0: any free port, printed on stdout).
+    #[arg(long, default_value_t = 9000)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[command(flatten)]
+    pub routing: RoutingFlags,
+}
+
+/// How a worker tokenises, batches and reads its texts.
+#[derive(Args, Clone)]
+pub struct ScoringFlags {
+    /// Token budget of one batch (rows × longest row) [default: 4096 on CPU, 16384 on CUDA].
+    #[arg(long)]
+    pub max_batch_tokens: Option<usize>,
+    /// Texts in one batch [default: 16 on CPU, 32 on CUDA].
+    #[arg(long)]
+    pub max_batch_size: Option<usize>,
+    /// Longest text in tokens.
+    #[arg(long, default_value_t = 4096)]
+    pub max_length: usize,
+    /// Longer texts: `left` keeps their end (the response), `right` their start (the reference),
+    /// `error` refuses them with 422.
+    #[arg(long, default_value = "left")]
+    pub truncation: String,
+    /// How /get_reward reads its queries: raw RM texts, or OpenRLHF prompt+response.
+    #[arg(long, default_value = "raw")]
+    pub query_format: String,
+    /// Context section of templated texts without history: `training` ("No previous context.")
+    /// or `inference` (empty, as the reference's DPO client sends it).
+    #[arg(long, default_value = "training")]
+    pub empty_history: String,
+    /// Threads tokenising requests.
+    #[arg(long, default_value_t = 2)]
+    pub tokenization_workers: usize,
+}
+
+/// Auth and limits of a server's HTTP side.
+#[derive(Args, Clone)]
+pub struct HttpFlags {
+    /// Bearer token required on every route but /health.
+    #[arg(long, env = "WILDREWARD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 8 << 20)]
+    pub payload_limit: usize,
+    /// Most texts in one request [default: 1024 on a worker, 16384 on the router].
+    #[arg(long)]
+    pub max_client_batch: Option<usize>,
+    /// Most texts in flight before 429 [default: 4096 on a worker, 65536 on the router].
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Retry-After seconds sent with a 429.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after: u64,
+}
+
+/// How the router spreads requests over workers.
+#[derive(Args, Clone)]
+pub struct RoutingFlags {
+    /// Worker selection: round-robin or least-in-flight.
+    #[arg(long, default_value = "round-robin")]
+    pub policy: String,
+    /// Tries of a request (or of one part of a split batch) across workers.
+    #[arg(long, default_value_t = 4)]
+    pub max_attempts: usize,
+    /// Deadline of a whole request, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub request_timeout: u64,
+    /// Deadline of one try on one worker, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub attempt_timeout: u64,
+    /// Milliseconds between health checks of each worker.
+    #[arg(long, default_value_t = 1000)]
+    pub health_interval_ms: u64,
+    /// Split a batch across workers into parts of at least this many texts.
+    #[arg(long, default_value_t = 16)]
+    pub min_split: usize,
+    /// Largest part sent to one worker (keep it within the workers' --max-client-batch).
+    #[arg(long, default_value_t = 1024)]
+    pub max_part: usize,
+}
+
+impl HttpFlags {
+    fn limits(&self, defaults: HttpLimits) -> HttpLimits {
+        HttpLimits {
+            max_body_bytes: self.payload_limit,
+            max_client_batch: self.max_client_batch.unwrap_or(defaults.max_client_batch),
+            max_in_flight: self.max_in_flight.unwrap_or(defaults.max_in_flight),
+            retry_after_s: self.retry_after,
+            api_key: self.api_key.clone().filter(|k| !k.is_empty()),
+        }
+    }
+}
+
+impl RoutingFlags {
+    fn config(&self, http: &HttpFlags) -> Result<RouterConfig, BadInput> {
+        let defaults = RouterConfig::default();
+        Ok(RouterConfig {
+            policy: self.policy.parse()?,
+            limits: http.limits(defaults.limits),
+            request_timeout: Duration::from_secs(self.request_timeout),
+            attempt_timeout: Duration::from_secs(self.attempt_timeout),
+            max_attempts: self.max_attempts,
+            health_interval: Duration::from_millis(self.health_interval_ms),
+            min_split: self.min_split,
+            max_part: self.max_part,
+        })
+    }
+}
+
+fn worker_config(
+    model: PathBuf,
+    device: &str,
+    scoring: &ScoringFlags,
+    http: &HttpFlags,
+) -> Result<WorkerConfig, BadInput> {
+    let device: DeviceSpec = device.parse()?;
+    let mut cfg = WorkerConfig::new(model, device);
+    if let Some(n) = scoring.max_batch_tokens {
+        cfg.scorer.max_batch_tokens = n;
+    }
+    if let Some(n) = scoring.max_batch_size {
+        cfg.scorer.max_batch_size = n;
+    }
+    cfg.scorer.max_length = scoring.max_length;
+    cfg.scorer.truncation = parse_truncation(&scoring.truncation)?;
+    cfg.query_format = scoring.query_format.parse()?;
+    cfg.empty_history = parse_empty_history(&scoring.empty_history)?;
+    cfg.tokenization_workers = scoring.tokenization_workers;
+    cfg.limits = http.limits(HttpLimits::default());
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn existing(model: &Path) -> Result<(), BadInput> {
+    if model.exists() {
+        Ok(())
+    } else {
+        Err(BadInput(format!(
+            "--model {}: no such file or directory",
+            model.display()
+        )))
+    }
 }
 
 /// Runs `wildreward serve [worker|router]`.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let (command, title) = match args.role {
-        Some(ServeRole::Worker { .. }) => ("wildreward serve worker", "the scoring worker fleet"),
-        Some(ServeRole::Router { .. }) => ("wildreward serve router", "the failover router"),
-        None => ("wildreward serve", "the scoring worker fleet and router"),
-    };
-    Err(StageNotBuilt {
-        command,
-        issue: 6,
-        title,
+    match args.role {
+        Some(ServeRole::Worker(w)) => {
+            let cfg = worker_config(w.model, &w.device, &w.scoring, &w.http)?;
+            existing(&cfg.model)?;
+            let listen = Listen {
+                host: w.host,
+                port: w.port,
+            };
+            wildreward_serve::run_worker(cfg, listen, w.exit_on_stdin_eof)
+        }
+        Some(ServeRole::Router(r)) => {
+            let cfg = r.routing.config(&r.http)?;
+            let listen = Listen {
+                host: r.host,
+                port: r.port,
+            };
+            wildreward_serve::run_router(cfg, &r.worker_urls, listen)
+        }
+        None => run_fleet(args),
     }
-    .into())
+}
+
+/// `wildreward serve --workers N`: this binary, spawned N times as `serve worker`.
+fn run_fleet(args: ServeArgs) -> anyhow::Result<()> {
+    let model = args
+        .model
+        .clone()
+        .ok_or_else(|| BadInput("wildreward serve needs --model".into()))?;
+    existing(&model)?;
+    if args.workers == 0 {
+        return Err(BadInput("--workers must be at least 1".into()).into());
+    }
+    let devices: Vec<String> = if args.gpus.is_empty() {
+        vec![args.device.clone(); args.workers]
+    } else if args.gpus.len() < args.workers {
+        return Err(BadInput(format!(
+            "--gpus names {} GPUs for {} workers: give one per worker",
+            args.gpus.len(),
+            args.workers
+        ))
+        .into());
+    } else {
+        args.gpus.iter().map(|g| format!("cuda:{g}")).collect()
+    };
+    // Check every worker's settings here, so a bad flag is one error rather than N crashed workers.
+    for d in &devices {
+        worker_config(model.clone(), d, &args.scoring, &args.http)?;
+    }
+    let ports: Vec<u16> = (0..args.workers)
+        .map(|i| match args.worker_port {
+            0 => Ok(0),
+            p => u16::try_from(usize::from(p) + i).map_err(|_| {
+                BadInput(format!(
+                    "--worker-port {p} + {} workers passes 65535",
+                    args.workers
+                ))
+            }),
+        })
+        .collect::<Result<_, _>>()?;
+    let cfg = args.routing.config(&args.http)?;
+
+    let mut env = Vec::new();
+    if let Some(key) = args.http.api_key.clone() {
+        env.push(("WILDREWARD_API_KEY".to_string(), key));
+    }
+    // CPU workers share the cores rather than each starting a thread per core.
+    if args.gpus.is_empty()
+        && args.device == "cpu"
+        && std::env::var_os("RAYON_NUM_THREADS").is_none()
+    {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        env.push((
+            "RAYON_NUM_THREADS".to_string(),
+            (cores / args.workers).max(1).to_string(),
+        ));
+    }
+    let s = args.scoring.clone();
+    let payload_limit = args.http.payload_limit;
+    let launcher = WorkerLauncher {
+        program: std::env::current_exe()?,
+        args: Box::new(move |i| {
+            let mut a: Vec<String> = vec![
+                "serve".into(),
+                "worker".into(),
+                "--model".into(),
+                model.display().to_string(),
+                "--port".into(),
+                ports[i].to_string(),
+                "--device".into(),
+                devices[i].clone(),
+                "--max-length".into(),
+                s.max_length.to_string(),
+                "--truncation".into(),
+                s.truncation.clone(),
+                "--query-format".into(),
+                s.query_format.clone(),
+                "--empty-history".into(),
+                s.empty_history.clone(),
+                "--tokenization-workers".into(),
+                s.tokenization_workers.to_string(),
+                "--payload-limit".into(),
+                payload_limit.to_string(),
+                "--exit-on-stdin-eof".into(),
+            ];
+            for (flag, value) in [
+                ("--max-batch-tokens", s.max_batch_tokens),
+                ("--max-batch-size", s.max_batch_size),
+            ] {
+                if let Some(v) = value {
+                    a.extend([flag.to_string(), v.to_string()]);
+                }
+            }
+            a
+        }),
+        env,
+    };
+    let listen = Listen {
+        host: args.host,
+        port: args.port,
+    };
+    wildreward_serve::run_fleet(launcher, args.workers, cfg, listen)
 }

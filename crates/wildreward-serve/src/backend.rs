@@ -1,0 +1,160 @@
+//! The model behind a worker, as a trait (text-embeddings-inference's backend split): the batching
+//! queue only needs "score these token rows", so another backend (another device, another runtime)
+//! slots in without touching the queue or the HTTP side. [`CandleBackend`] is the real one: the
+//! model core's [`Scorer`] on CPU (f32) or CUDA (FP16 backbone, f32 reward head).
+
+use crate::config::{truncation_name, DeviceSpec, WorkerConfig};
+use serde::Serialize;
+use std::sync::Arc;
+use wildreward_model::{LoadOptions, RewardModel, Scored, Scorer, ScorerOptions};
+
+/// What `GET /` says about the model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// Where it was loaded from.
+    pub model: String,
+    /// The reward head (`ordinal`, `coral`, `corn`, `scalar`).
+    pub head: String,
+    /// Ordinal levels K (0 for a scalar head).
+    pub levels: usize,
+    /// Logits of the head (K-1 for ordinal heads).
+    pub logits: usize,
+    /// True when the checkpoint had no head and a seeded random one was made (scores are not a
+    /// trained model's then).
+    pub head_initialised: bool,
+    /// Backbone dtype.
+    pub dtype: String,
+    /// Device.
+    pub device: String,
+    /// Longest text in tokens.
+    pub max_length: usize,
+    /// Padded tokens in one forward pass.
+    pub max_batch_tokens: usize,
+    /// Texts in one forward pass.
+    pub max_batch_size: usize,
+    /// What happens to longer texts (`left`, `right`, `error`).
+    pub truncation: String,
+}
+
+/// Tokenises texts the way the backend's model scores them (shared by the tokenisation threads).
+#[derive(Clone)]
+pub struct TextTokenizer {
+    scorer: Arc<Scorer>,
+}
+
+impl TextTokenizer {
+    /// A tokeniser with the scorer's length limit and truncation rule.
+    pub fn new(scorer: Arc<Scorer>) -> Self {
+        Self { scorer }
+    }
+
+    /// Token ids of one text (truncated per the options), or why it cannot be scored, worded to
+    /// follow the text's name (`" is empty"`, `" has 9000 tokens, over the limit of 4096"`).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
+        match self.scorer.tokenize(&[text]) {
+            Ok(mut v) => Ok(v.pop().map(|(ids, _)| ids).unwrap_or_default()),
+            // The scorer numbers texts within its call ("text 0 …"); the caller names the field.
+            Err(e) => {
+                let message = e.to_string();
+                Err(match message.strip_prefix("text 0") {
+                    Some(rest) => rest.to_string(),
+                    None => format!(": {message}"),
+                })
+            }
+        }
+    }
+}
+
+/// A model that scores padded batches of token rows. Owned by the one inference thread.
+pub trait Backend: Send + 'static {
+    /// What `GET /` reports.
+    fn info(&self) -> ModelInfo;
+    /// The tokeniser requests go through before they are queued.
+    fn tokenizer(&self) -> TextTokenizer;
+    /// Most padded tokens (rows × longest row) and most rows in one [`Backend::forward`].
+    fn batch_limits(&self) -> (usize, usize);
+    /// Scores rows (one padded forward pass when they fit the limits); results in row order.
+    fn forward(&mut self, rows: &[Vec<u32>]) -> Result<Vec<Scored>, String>;
+    /// One forward pass at full batch size, run before the worker reports ready.
+    fn warmup(&mut self) -> Result<(), String>;
+    /// A one-token forward pass: does the model still run?
+    fn health(&mut self) -> Result<(), String> {
+        self.forward(&[vec![0]]).map(|_| ())
+    }
+}
+
+/// The model core's [`Scorer`] on a candle device.
+pub struct CandleBackend {
+    scorer: Arc<Scorer>,
+    device: DeviceSpec,
+}
+
+impl CandleBackend {
+    /// Loads the worker's model on its device (FP16 backbone on CUDA).
+    pub fn load(cfg: &WorkerConfig) -> anyhow::Result<Self> {
+        let opts = LoadOptions {
+            device: cfg.device.open()?,
+            dtype: Some(cfg.device.dtype()),
+            ..LoadOptions::inference()
+        };
+        let model = RewardModel::load(&cfg.model, &opts)?;
+        Ok(Self::new(model, cfg.scorer.clone(), cfg.device))
+    }
+
+    /// A backend over an already loaded model (tests share one load between several workers).
+    pub fn new(model: RewardModel, opts: ScorerOptions, device: DeviceSpec) -> Self {
+        Self {
+            scorer: Arc::new(Scorer::new(model, opts)),
+            device,
+        }
+    }
+}
+
+impl Backend for CandleBackend {
+    fn info(&self) -> ModelInfo {
+        let model = self.scorer.model();
+        let head = model.head();
+        let opts = self.scorer.options();
+        let scalar = head.kind() == wildreward_model::HeadKind::Scalar;
+        ModelInfo {
+            model: model.source().display().to_string(),
+            head: head.kind().name().to_string(),
+            levels: if scalar { 0 } else { head.outputs() + 1 },
+            logits: head.outputs(),
+            head_initialised: model.head_was_initialised(),
+            dtype: format!("{:?}", model.backbone().dtype()).to_lowercase(),
+            device: self.device.to_string(),
+            max_length: opts.max_length.min(model.backbone().max_positions()),
+            max_batch_tokens: opts.max_batch_tokens,
+            max_batch_size: opts.max_batch_size,
+            truncation: truncation_name(opts.truncation).to_string(),
+        }
+    }
+
+    fn tokenizer(&self) -> TextTokenizer {
+        TextTokenizer::new(self.scorer.clone())
+    }
+
+    fn batch_limits(&self) -> (usize, usize) {
+        let o = self.scorer.options();
+        (o.max_batch_tokens, o.max_batch_size)
+    }
+
+    fn forward(&mut self, rows: &[Vec<u32>]) -> Result<Vec<Scored>, String> {
+        self.scorer.score_ids(rows).map_err(|e| e.to_string())
+    }
+
+    fn warmup(&mut self) -> Result<(), String> {
+        let (max_tokens, max_rows) = self.batch_limits();
+        let max_length = self.info().max_length;
+        // A GPU is warmed at the full token budget, so an out-of-memory shows now rather than on a
+        // client's batch. On CPU memory is not the question and a full-budget pass costs seconds,
+        // so the warm-up is a full batch of short rows (TEI warms CPU models minimally too).
+        let row_len = match self.device {
+            DeviceSpec::Cuda(_) => (max_tokens / max_rows).clamp(1, max_length),
+            DeviceSpec::Cpu => (max_tokens / max_rows).clamp(1, max_length.min(16)),
+        };
+        let rows = vec![vec![0u32; row_len]; max_rows];
+        self.forward(&rows).map(|_| ())
+    }
+}

@@ -1,0 +1,290 @@
+//! Turning requests into reward-model texts. `/get_reward` in `raw` format scores texts as sent (the
+//! reference's client wraps them in the WildReward template itself); in `openrlhf` format each query
+//! is OpenRLHF's decoded prompt + response, chat-template markup and special tokens included, with
+//! the prompt beside it: the response is what follows the prompt, the markup (ChatML, Llama-3,
+//! Qwen) is stripped, and the WildReward template is applied here. `/score` items are templated too.
+//! The template itself is `wildreward_types::template`, never re-implemented.
+
+use crate::config::QueryFormat;
+use crate::error::ServeError;
+use wildreward_types::wire::{GetRewardRequest, ScoreItem};
+use wildreward_types::{build_text, EmptyHistory, Message, Role};
+
+/// The RM texts of a `/get_reward` request. `offset` shifts the indexes named in errors.
+pub fn get_reward_texts(
+    req: GetRewardRequest,
+    format: QueryFormat,
+    empty: EmptyHistory,
+    offset: usize,
+) -> Result<Vec<String>, ServeError> {
+    match format {
+        QueryFormat::Raw => Ok(req.query),
+        QueryFormat::OpenRlhf => {
+            let prompts = req.prompts.ok_or_else(|| {
+                ServeError::Validation(
+                    "this server reads OpenRLHF queries (--query-format openrlhf): send `prompts` \
+                     beside `query`, one per query"
+                        .into(),
+                )
+            })?;
+            if prompts.len() != req.query.len() {
+                return Err(ServeError::Validation(format!(
+                    "{} prompts for {} queries: send one prompt per query",
+                    prompts.len(),
+                    req.query.len()
+                )));
+            }
+            req.query
+                .iter()
+                .zip(&prompts)
+                .enumerate()
+                .map(|(i, (q, p))| {
+                    openrlhf_text(q, p, empty)
+                        .map_err(|m| ServeError::Validation(format!("query[{}]: {m}", i + offset)))
+                })
+                .collect()
+        }
+    }
+}
+
+/// The RM texts of `/score` items.
+pub fn score_texts(items: &[ScoreItem], empty: EmptyHistory) -> Vec<String> {
+    items
+        .iter()
+        .map(|it| build_text(&it.history, &it.query, &it.response, empty))
+        .collect()
+}
+
+/// The WildReward text of one OpenRLHF query (prompt + response as decoded by the policy's
+/// tokenizer) given its prompt.
+pub fn openrlhf_text(query: &str, prompt: &str, empty: EmptyHistory) -> Result<String, String> {
+    if prompt.trim().is_empty() {
+        return Err("its prompt is empty".into());
+    }
+    // Decoding may put padding or a BOS before the prompt, so find it rather than strip a prefix.
+    let start = query
+        .find(prompt)
+        .ok_or("does not contain its prompt (prompts[i] must be the start of query[i])")?;
+    let response = clean_response(&query[start + prompt.len()..]);
+    let messages = parse_chat(prompt);
+    let last_user = messages
+        .iter()
+        .rposition(|m| m.role == Role::User)
+        .ok_or("its prompt has no user message")?;
+    let history: Vec<Message> = messages[..last_user]
+        .iter()
+        .filter(|m| m.role != Role::System)
+        .cloned()
+        .collect();
+    Ok(build_text(
+        &history,
+        &messages[last_user].content,
+        &response,
+        empty,
+    ))
+}
+
+const CHATML_START: &str = "<|im_start|>";
+const CHATML_END: &str = "<|im_end|>";
+const LLAMA3_HEADER: &str = "<|start_header_id|>";
+const LLAMA3_HEADER_END: &str = "<|end_header_id|>";
+const LLAMA3_END: &str = "<|eot_id|>";
+
+/// Tokens that end a response (and any padding after it).
+const END_MARKERS: &[&str] = &[
+    CHATML_END,
+    LLAMA3_END,
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "</s>",
+];
+
+/// The messages of a chat-templated prompt (ChatML — also Qwen's — or Llama-3); a prompt with
+/// neither markup is one user message. A trailing empty assistant turn (the generation prompt) is
+/// dropped; system messages are kept here and left out of the history by the caller.
+pub fn parse_chat(prompt: &str) -> Vec<Message> {
+    let turns: Vec<(String, String)> = if prompt.contains(CHATML_START) {
+        prompt
+            .split(CHATML_START)
+            .skip(1)
+            .map(|seg| {
+                let (role, content) = seg.split_once('\n').unwrap_or((seg, ""));
+                let content = content.split(CHATML_END).next().unwrap_or("");
+                (role.trim().to_string(), content.to_string())
+            })
+            .collect()
+    } else if prompt.contains(LLAMA3_HEADER) {
+        prompt
+            .split(LLAMA3_HEADER)
+            .skip(1)
+            .map(|seg| {
+                let (role, content) = seg.split_once(LLAMA3_HEADER_END).unwrap_or((seg, ""));
+                let content = content.split(LLAMA3_END).next().unwrap_or("");
+                (
+                    role.trim().to_string(),
+                    content.trim_start_matches('\n').to_string(),
+                )
+            })
+            .collect()
+    } else {
+        let text = strip_specials(prompt);
+        return vec![Message {
+            role: Role::User,
+            content: text.trim().to_string(),
+        }];
+    };
+    let mut messages: Vec<Message> = turns
+        .into_iter()
+        .filter_map(|(role, content)| {
+            let role: Role = role.parse().ok()?;
+            Some(Message {
+                role,
+                content: content.trim_end().to_string(),
+            })
+        })
+        .collect();
+    // The generation prompt: an assistant turn with nothing (or only an empty think block) in it.
+    if messages
+        .last()
+        .is_some_and(|m| m.role == Role::Assistant && strip_think(&m.content).trim().is_empty())
+    {
+        messages.pop();
+    }
+    messages
+}
+
+/// The response part of a query: without a leading assistant header, cut at the first end marker,
+/// without a reasoning block (everything up to `</think>`, as the reference's client drops it),
+/// trimmed.
+pub fn clean_response(raw: &str) -> String {
+    let mut s = raw;
+    for header in [
+        "<|im_start|>assistant\n",
+        "<|start_header_id|>assistant<|end_header_id|>\n\n",
+    ] {
+        if let Some(rest) = s.trim_start().strip_prefix(header) {
+            s = rest;
+        }
+    }
+    let end = END_MARKERS
+        .iter()
+        .filter_map(|m| s.find(m))
+        .min()
+        .unwrap_or(s.len());
+    strip_think(&s[..end]).trim().to_string()
+}
+
+/// Everything after the last `</think>` (the whole text when there is none).
+fn strip_think(s: &str) -> &str {
+    match s.rfind("</think>") {
+        Some(i) => &s[i + "</think>".len()..],
+        None => s,
+    }
+}
+
+/// A plain prompt without BOS / padding specials.
+fn strip_specials(s: &str) -> String {
+    let mut out = s.to_string();
+    for special in [
+        "<|begin_of_text|>",
+        "<s>",
+        "<|endoftext|>",
+        "<|end_of_text|>",
+    ] {
+        out = out.replace(special, "");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(history: &[(Role, &str)], query: &str, response: &str) -> String {
+        let history: Vec<Message> = history
+            .iter()
+            .map(|(role, c)| Message {
+                role: *role,
+                content: c.to_string(),
+            })
+            .collect();
+        build_text(&history, query, response, EmptyHistory::Training)
+    }
+
+    #[test]
+    fn chatml_prompt_and_response_become_the_wildreward_text() {
+        let prompt = "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n\
+                      <|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n\
+                      <|im_start|>assistant\n";
+        let query = format!("{prompt}4.<|im_end|>\n<|endoftext|><|endoftext|>");
+        let got = openrlhf_text(&query, prompt, EmptyHistory::Training).unwrap();
+        let want = text(
+            &[(Role::User, "Hi"), (Role::Assistant, "Hello!")],
+            "What is 2+2?",
+            "4.",
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn llama3_markup_is_stripped() {
+        let prompt = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023<|eot_id|>\
+                      <|start_header_id|>user<|end_header_id|>\n\nName a colour.<|eot_id|>\
+                      <|start_header_id|>assistant<|end_header_id|>\n\n";
+        let query = format!("{prompt}Blue.<|eot_id|>");
+        let got = openrlhf_text(&query, prompt, EmptyHistory::Training).unwrap();
+        assert_eq!(got, text(&[], "Name a colour.", "Blue."));
+    }
+
+    #[test]
+    fn qwen_reasoning_is_dropped_and_padding_before_the_prompt_is_skipped() {
+        let prompt = "<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\n";
+        let query = format!(
+            "<|endoftext|><|endoftext|>{prompt}<think>\nhmm\n</think>\n\nBecause.<|im_end|>"
+        );
+        let got = openrlhf_text(&query, prompt, EmptyHistory::Inference).unwrap();
+        let want = build_text(&[], "Why?", "Because.", EmptyHistory::Inference);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn plain_prompts_are_one_user_message() {
+        let got = openrlhf_text("Say hi. Hi!", "Say hi.", EmptyHistory::Training).unwrap();
+        assert_eq!(got, text(&[], "Say hi.", "Hi!"));
+    }
+
+    #[test]
+    fn mismatches_are_refused_with_the_index() {
+        let req = GetRewardRequest {
+            query: vec!["a b".into(), "c d".into()],
+            prompts: Some(vec!["a".into(), "x".into()]),
+            labels: None,
+        };
+        let e =
+            get_reward_texts(req, QueryFormat::OpenRlhf, EmptyHistory::Training, 10).unwrap_err();
+        assert_eq!(e.status(), 422);
+        assert!(
+            e.to_string().starts_with("query[11]: does not contain"),
+            "{e}"
+        );
+        let req = GetRewardRequest {
+            query: vec!["a".into()],
+            prompts: None,
+            labels: None,
+        };
+        let e =
+            get_reward_texts(req, QueryFormat::OpenRlhf, EmptyHistory::Training, 0).unwrap_err();
+        assert!(e.to_string().contains("prompts"), "{e}");
+    }
+
+    #[test]
+    fn raw_queries_pass_through_untouched() {
+        let req = GetRewardRequest {
+            query: vec!["<|im_start|>x".into()],
+            prompts: Some(vec!["ignored".into()]),
+            labels: None,
+        };
+        let got = get_reward_texts(req, QueryFormat::Raw, EmptyHistory::Training, 0).unwrap();
+        assert_eq!(got, vec!["<|im_start|>x".to_string()]);
+    }
+}
