@@ -1,1 +1,122 @@
-//! `wildreward eval`: benchmark accuracy, calibration and consistency of a reward model.
+//! `wildreward eval`: makes the paper's quality claims checkable for any model we train or load —
+//! pairwise accuracy on RM-Bench (easy / normal / hard), JudgeBench and HH-RLHF (or any pairs file),
+//! the calibration curve (accuracy of pairs whose reward gap is at least t), ECE and a reliability
+//! diagram on labelled WildFB data, and cross-sample consistency (ROC-AUC of raw rewards pooled
+//! across prompts). Each response is scored pointwise with the shared RM template.
+//!
+//! Layout: [`bench`] reads benchmark files into candidates and units; [`scoring`] scores them with a
+//! local [`wildreward_model::Scorer`] or through a scoring endpoint ([`wildreward_client`]), with a
+//! [`cache`] keyed by model and text hash; [`metrics`] holds the formulas; [`report`] turns scores
+//! into `report.json`, [`markdown`] into `report.md`, [`plots`] into PNGs. [`run`] does it all.
+//!
+//! Dependencies and why: `wildreward-model` (local scoring), `wildreward-client` (endpoint scoring),
+//! `serde`/`serde_json` (files and report), `flate2` (gzip benchmark files), `sha2` (cache keys),
+//! `rand` (seeded bootstrap), `indicatif` (progress bar), `plotters` + `dejavu` (PNG plots with an
+//! embedded font, no system font libraries), `anyhow`/`thiserror` (errors).
+
+pub mod bench;
+pub mod cache;
+pub mod markdown;
+pub mod metrics;
+pub mod plots;
+pub mod report;
+pub mod scoring;
+
+use std::path::{Path, PathBuf};
+use wildreward_types::exit::BadInput;
+
+pub use report::Report;
+pub use scoring::ScorerSpec;
+pub use wildreward_client::ClientOptions;
+
+/// Options of one evaluation.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// What scores.
+    pub scorer: ScorerSpec,
+    /// The `--bench` value (see [`bench::load`]).
+    pub bench: String,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Evaluate at most this many units, spread evenly over the data.
+    pub limit: Option<usize>,
+    /// Longest scored text in tokens (local models; longer texts keep their end).
+    pub max_length: usize,
+    /// Score cache directory (`None`: no cache).
+    pub cache_dir: Option<PathBuf>,
+    /// How an endpoint is called (chunks, concurrency, retries, bearer token).
+    pub client: ClientOptions,
+}
+
+/// Loads the benchmark, scores it, and writes `report.json`, `report.md` and the plots into
+/// `opts.out`.
+pub fn run(opts: &EvalOptions) -> anyhow::Result<Report> {
+    let mut dataset = bench::load(&opts.bench)?;
+    if let Some(limit) = opts.limit {
+        if limit == 0 {
+            return Err(BadInput("--limit must be at least 1".into()).into());
+        }
+        dataset.limit(limit);
+    }
+    std::fs::create_dir_all(&opts.out)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", opts.out.display()))?;
+    eprintln!(
+        "wildreward eval: {}: {} units, {} responses to score",
+        dataset.name,
+        dataset.units(),
+        dataset.candidates.len()
+    );
+    let mut source = scoring::ScoreSource::open(
+        &opts.scorer,
+        opts.max_length,
+        opts.cache_dir.as_deref(),
+        &opts.client,
+    )?;
+    let (scores, stats) = source.score(&dataset.candidates)?;
+    let base = Report {
+        bench: String::new(),
+        scorer: source.description.clone(),
+        files: Vec::new(),
+        max_length: opts.max_length,
+        accuracy_kind: String::new(),
+        accuracy: 0.0,
+        accuracy_ci95: [0.0, 0.0],
+        macro_accuracy: None,
+        units: 0,
+        dropped: 0,
+        subsets: Default::default(),
+        sources: Default::default(),
+        rm_bench: None,
+        threshold_curve: Vec::new(),
+        consistency_auc: None,
+        calibration: None,
+        scoring: stats,
+        plots: Vec::new(),
+        notes: source.notes.clone(),
+    };
+    let mut report = report::compute(&dataset, &scores, base)?;
+    if report.dropped > 0 {
+        let note = format!(
+            "{} of {} units dropped: the endpoint failed to score one of their responses",
+            report.dropped,
+            report.dropped + report.units
+        );
+        eprintln!("wildreward eval: {note}");
+        report.notes.push(note);
+    }
+    report.plots = plots::write_all(&report, &opts.out)?;
+    write_atomic(
+        &opts.out.join("report.json"),
+        &serde_json::to_string_pretty(&report)?,
+    )?;
+    write_atomic(&opts.out.join("report.md"), &markdown::render(&report))?;
+    Ok(report)
+}
+
+/// Writes through a temporary name and renames, so a half-written report is never mistaken for one.
+fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, text).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(())
+}

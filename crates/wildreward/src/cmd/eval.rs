@@ -2,7 +2,10 @@
 
 use clap::Args;
 use std::path::PathBuf;
-use wildreward_types::exit::StageNotBuilt;
+use wildreward_eval::{cache, ClientOptions, EvalOptions, ScorerSpec};
+
+/// Environment variable with the bearer token sent to `--endpoint`.
+pub const API_KEY_ENV: &str = "WILDREWARD_API_KEY";
 
 /// `wildreward eval` flags.
 #[derive(Args)]
@@ -11,29 +14,67 @@ pub struct EvalArgs {
     /// Reward model: HF directory or GGUF file.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// A running scoring endpoint instead of a local model.
+    /// A running scoring endpoint instead of a local model (its root or /score URL uses /score;
+    /// a /get_reward URL uses that route, rewards only). A bearer token is read from
+    /// $WILDREWARD_API_KEY.
     #[arg(long)]
     pub endpoint: Option<String>,
-    /// rm-bench, judgebench, hh, wildfb:<test.jsonl> or pairs:<file.jsonl>.
+    /// rm-bench, judgebench, hh (shipped slices, or NAME:<dir|file>), wildfb:<test.jsonl> or
+    /// pairs:<file.jsonl>.
     #[arg(long)]
     pub bench: String,
     /// Output directory (report.json, report.md, plots).
     #[arg(long)]
     pub out: PathBuf,
-    /// Evaluate at most N items.
+    /// Evaluate at most N items (pairs, prompts or examples), spread evenly over the data.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Maximum tokens per scored text.
+    /// Maximum tokens per scored text (longer texts keep their end).
+    #[arg(long, default_value_t = 4096)]
+    pub max_length: usize,
+    /// Score cache directory [default: $WILDREWARD_CACHE, else ~/.cache/wildreward/scores].
+    #[arg(long, conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Score everything afresh and cache nothing.
     #[arg(long)]
-    pub max_length: Option<usize>,
+    pub no_cache: bool,
 }
 
 /// Runs `wildreward eval`.
-pub fn run(_args: EvalArgs) -> anyhow::Result<()> {
-    Err(StageNotBuilt {
-        command: "wildreward eval",
-        issue: 8,
-        title: "benchmarks and calibration",
-    }
-    .into())
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let scorer = match (args.model, args.endpoint) {
+        (Some(model), _) => ScorerSpec::Model(model),
+        (None, Some(url)) => ScorerSpec::Endpoint(url),
+        (None, None) => anyhow::bail!("--model or --endpoint is required"),
+    };
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir.or_else(cache::default_cache_dir)
+    };
+    let out = args.out.clone();
+    let report = wildreward_eval::run(&EvalOptions {
+        scorer,
+        bench: args.bench,
+        out: args.out,
+        limit: args.limit,
+        max_length: args.max_length,
+        cache_dir,
+        client: ClientOptions {
+            concurrency: 4,
+            bearer_token: std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty()),
+            ..ClientOptions::default()
+        },
+    })?;
+    eprintln!(
+        "wildreward eval: {} accuracy {:.4} ({}, 95% CI {:.4}-{:.4}) over {} units; report in {}",
+        report.bench,
+        report.accuracy,
+        report.accuracy_kind,
+        report.accuracy_ci95[0],
+        report.accuracy_ci95[1],
+        report.units,
+        out.join("report.md").display()
+    );
+    Ok(())
 }

@@ -1,0 +1,144 @@
+//! The score cache: one append-only JSON Lines file per (model, max length) under the cache
+//! directory, one line `{"h": text hash, "reward", "probs"}` per scored text. A second report over the
+//! same model scores nothing it has seen; a run killed half-way keeps what it scored. The model's
+//! identity is its canonical path and the size and modification time of each of its files, so a
+//! retrained checkpoint in the same place gets a fresh cache.
+
+use crate::scoring::Score;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Environment variable overriding the default cache directory.
+pub const CACHE_ENV: &str = "WILDREWARD_CACHE";
+
+/// `$WILDREWARD_CACHE`, else `$XDG_CACHE_HOME/wildreward/scores`, else `~/.cache/wildreward/scores`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(CACHE_ENV) {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("wildreward").join("scores"))
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    h: String,
+    #[serde(flatten)]
+    score: Score,
+}
+
+/// Scores of one model, read from and appended to its cache file.
+pub struct ScoreCache {
+    path: PathBuf,
+    scores: HashMap<String, Score>,
+    file: Option<std::fs::File>,
+}
+
+fn hash_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The cache key of a model at `path` scored with `max_length`.
+pub fn model_key(path: &Path, max_length: usize) -> std::io::Result<String> {
+    let canonical = std::fs::canonicalize(path)?;
+    let mut files: Vec<PathBuf> = if canonical.is_dir() {
+        std::fs::read_dir(&canonical)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect()
+    } else {
+        vec![canonical.clone()]
+    };
+    files.sort();
+    let mut identity = format!(
+        "wildreward-eval-cache v1\n{}\n{max_length}\n",
+        canonical.display()
+    );
+    for f in files {
+        let meta = std::fs::metadata(&f)?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        identity.push_str(&format!("{} {} {mtime}\n", f.display(), meta.len()));
+    }
+    Ok(hash_hex(identity.as_bytes()))
+}
+
+impl ScoreCache {
+    /// Opens (creating) the cache of the model at `model` under `dir`. Lines that do not parse (a
+    /// torn last line after a kill) are skipped.
+    pub fn open(dir: &Path, model: &Path, max_length: usize) -> anyhow::Result<Self> {
+        let key = model_key(model, max_length)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("score cache {}: {e}", dir.display()))?;
+        let path = dir.join(format!("{key}.jsonl"));
+        let mut scores = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            for line in text.lines() {
+                if let Ok(l) = serde_json::from_str::<Line>(line) {
+                    scores.insert(l.h, l.score);
+                }
+            }
+        }
+        Ok(Self {
+            path,
+            scores,
+            file: None,
+        })
+    }
+
+    /// The cache file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many scores it holds.
+    pub fn len(&self) -> usize {
+        self.scores.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.scores.is_empty()
+    }
+
+    /// The cached score of an RM text.
+    pub fn get(&self, text: &str) -> Option<&Score> {
+        self.scores.get(&hash_hex(text.as_bytes()))
+    }
+
+    /// Records a score (appended to the file at once).
+    pub fn put(&mut self, text: &str, score: &Score) -> anyhow::Result<()> {
+        let h = hash_hex(text.as_bytes());
+        if self.file.is_none() {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| anyhow::anyhow!("score cache {}: {e}", self.path.display()))?;
+            self.file = Some(f);
+        }
+        let line = serde_json::to_string(&Line {
+            h: h.clone(),
+            score: score.clone(),
+        })?;
+        if let Some(f) = self.file.as_mut() {
+            writeln!(f, "{line}")
+                .map_err(|e| anyhow::anyhow!("score cache {}: {e}", self.path.display()))?;
+        }
+        self.scores.insert(h, score.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,264 @@
+//! Scores a dataset's candidates with a local model ([`Scorer`]) or a scoring endpoint (the shared
+//! client), through a cache of scores keyed by model and text hash, with a progress bar.
+
+use crate::bench::Candidate;
+use crate::cache::ScoreCache;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use wildreward_client::{BlockingClient, ClientError, ClientOptions};
+use wildreward_model::{LoadOptions, RewardModel, Scorer, ScorerOptions};
+use wildreward_types::exit::BadInput;
+use wildreward_types::wire::ScoreItem;
+use wildreward_types::{build_text, EmptyHistory};
+
+/// Where scores come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScorerSpec {
+    /// A local HF directory or GGUF file.
+    Model(PathBuf),
+    /// A running endpoint: its root or `/score` URL uses `/score` (rewards and level probabilities);
+    /// a URL ending in `/get_reward` uses that route (rewards only, texts built here).
+    Endpoint(String),
+}
+
+/// One candidate's score.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+pub struct Score {
+    /// `1 + Σσ(z)` (or the raw value of a scalar head).
+    pub reward: f32,
+    /// Per-level probabilities (empty for a scalar head or through `/get_reward`).
+    pub probs: Vec<f32>,
+}
+
+/// What scoring cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ScoringStats {
+    /// Distinct texts scored now.
+    pub scored: usize,
+    /// Distinct texts found in the cache.
+    pub from_cache: usize,
+    /// Texts the endpoint failed to score (after retries); their units are dropped.
+    pub failed: usize,
+    /// Wall time of scoring.
+    pub seconds: f64,
+    /// Texts per second over the texts scored now.
+    pub texts_per_second: Option<f64>,
+}
+
+enum Backend {
+    Local(Box<Scorer>),
+    Structured(BlockingClient),
+    Texts(BlockingClient),
+}
+
+/// A scorer plus its cache.
+pub struct ScoreSource {
+    backend: Backend,
+    cache: Option<ScoreCache>,
+    /// A line saying what scores (model path or endpoint) and, for an untrained head, that it is so.
+    pub description: String,
+    /// Notes for the report (e.g. a seeded random head).
+    pub notes: Vec<String>,
+}
+
+/// Texts scored per call to the local scorer: big enough for its length-sorted batching, small
+/// enough that progress and the cache advance steadily.
+const LOCAL_CHUNK: usize = 64;
+
+impl ScoreSource {
+    /// Loads the model (or connects the client) and opens the cache (local models only: an
+    /// endpoint's model can change behind the same URL, so its scores are not cached).
+    /// `client` sets chunking, concurrency, retries and the bearer token of an endpoint.
+    pub fn open(
+        spec: &ScorerSpec,
+        max_length: usize,
+        cache_dir: Option<&Path>,
+        client: &ClientOptions,
+    ) -> anyhow::Result<Self> {
+        match spec {
+            ScorerSpec::Model(path) => {
+                let model = RewardModel::load(path, &LoadOptions::inference())?;
+                let mut notes = Vec::new();
+                if model.head_was_initialised() {
+                    let note = format!(
+                        "{} has no reward head: scored with a seeded random head (seed 0); these \
+                         numbers describe an untrained head",
+                        path.display()
+                    );
+                    eprintln!("wildreward eval: {note}");
+                    notes.push(note);
+                }
+                let cache = match cache_dir {
+                    Some(dir) => Some(ScoreCache::open(dir, path, max_length)?),
+                    None => None,
+                };
+                let scorer = Scorer::new(
+                    model,
+                    ScorerOptions {
+                        max_length,
+                        ..ScorerOptions::default()
+                    },
+                );
+                Ok(Self {
+                    backend: Backend::Local(Box::new(scorer)),
+                    cache,
+                    description: path.display().to_string(),
+                    notes,
+                })
+            }
+            ScorerSpec::Endpoint(url) => {
+                let client = BlockingClient::new(url, client.clone()).map_err(|e| match e {
+                    ClientError::BadEndpoint { .. } => anyhow::Error::from(BadInput(e.to_string())),
+                    other => other.into(),
+                })?;
+                let texts_only = url.trim_end_matches('/').ends_with("/get_reward");
+                let mut notes = vec![format!(
+                    "scored through {url} (route {}); --max-length is the server's setting there",
+                    if texts_only { "/get_reward" } else { "/score" }
+                )];
+                if texts_only {
+                    notes.push("/get_reward returns no level probabilities: no calibration".into());
+                }
+                Ok(Self {
+                    backend: if texts_only {
+                        Backend::Texts(client)
+                    } else {
+                        Backend::Structured(client)
+                    },
+                    cache: None,
+                    description: url.clone(),
+                    notes,
+                })
+            }
+        }
+    }
+
+    /// Scores every candidate (each distinct RM text once); `None` where an endpoint failed.
+    pub fn score(
+        &mut self,
+        candidates: &[Candidate],
+    ) -> anyhow::Result<(Vec<Option<Score>>, ScoringStats)> {
+        let start = Instant::now();
+        let texts: Vec<String> = candidates
+            .iter()
+            .map(|c| build_text(&c.history, &c.query, &c.response, EmptyHistory::Training))
+            .collect();
+        let mut scores: Vec<Option<Score>> = vec![None; texts.len()];
+        let mut stats = ScoringStats::default();
+        // Distinct texts not in the cache, longest first (homogeneous batches).
+        let mut todo: Vec<usize> = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        let mut duplicates: Vec<(usize, usize)> = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            if let Some(&first) = seen.get(text.as_str()) {
+                duplicates.push((i, first));
+                continue;
+            }
+            seen.insert(text.as_str(), i);
+            match self.cache.as_ref().and_then(|c| c.get(text)) {
+                Some(s) => {
+                    scores[i] = Some(s.clone());
+                    stats.from_cache += 1;
+                }
+                None => todo.push(i),
+            }
+        }
+        todo.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+        let bar = progress_bar(todo.len());
+        let mut first_error: Option<String> = None;
+        match &self.backend {
+            Backend::Local(scorer) => {
+                for chunk in todo.chunks(LOCAL_CHUNK) {
+                    let refs: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
+                    for (&i, s) in chunk.iter().zip(scorer.score(&refs)?) {
+                        let score = Score {
+                            reward: s.reward,
+                            probs: s.probs,
+                        };
+                        if let Some(cache) = self.cache.as_mut() {
+                            cache.put(&texts[i], &score)?;
+                        }
+                        scores[i] = Some(score);
+                    }
+                    bar.inc(chunk.len() as u64);
+                }
+            }
+            Backend::Structured(client) => {
+                let items: Vec<ScoreItem> = todo
+                    .iter()
+                    .map(|&i| ScoreItem {
+                        query: candidates[i].query.clone(),
+                        response: candidates[i].response.clone(),
+                        history: candidates[i].history.clone(),
+                    })
+                    .collect();
+                let results = client.score_items(&items, &mut |n| bar.inc(n as u64))?;
+                for (&i, r) in todo.iter().zip(results) {
+                    match r {
+                        Ok(s) => {
+                            scores[i] = Some(Score {
+                                reward: s.reward,
+                                probs: s.probs,
+                            })
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e.to_string());
+                        }
+                    }
+                }
+            }
+            Backend::Texts(client) => {
+                let batch: Vec<&str> = todo.iter().map(|&i| texts[i].as_str()).collect();
+                let results = client.get_rewards(&batch, &mut |n| bar.inc(n as u64))?;
+                for (&i, r) in todo.iter().zip(results) {
+                    match r {
+                        Ok(reward) => {
+                            scores[i] = Some(Score {
+                                reward,
+                                probs: vec![],
+                            })
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        bar.finish_and_clear();
+        for (i, first) in duplicates {
+            scores[i] = scores[first].clone();
+        }
+        stats.failed = todo.iter().filter(|&&i| scores[i].is_none()).count();
+        stats.scored = todo.len() - stats.failed;
+        if let Some(error) = first_error {
+            if stats.scored == 0 {
+                anyhow::bail!(
+                    "{} scored none of {} texts: {error}",
+                    self.description,
+                    stats.failed
+                );
+            }
+            eprintln!(
+                "wildreward eval: {} of {} texts could not be scored (first error: {error})",
+                stats.failed,
+                todo.len()
+            );
+        }
+        stats.seconds = start.elapsed().as_secs_f64();
+        stats.texts_per_second =
+            (stats.scored > 0 && stats.seconds > 0.0).then(|| stats.scored as f64 / stats.seconds);
+        Ok((scores, stats))
+    }
+}
+
+fn progress_bar(len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} texts {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(500));
+    bar
+}
