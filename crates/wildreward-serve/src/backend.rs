@@ -15,7 +15,8 @@ pub struct ModelInfo {
     pub model: String,
     /// The reward head (`ordinal`, `coral`, `corn`, `scalar`).
     pub head: String,
-    /// Ordinal levels K (0 for a scalar head).
+    /// Ordinal levels K (0 for a scalar head), written as `k`.
+    #[serde(rename = "k")]
     pub levels: usize,
     /// Logits of the head (K-1 for ordinal heads).
     pub logits: usize,

@@ -75,7 +75,7 @@ async fn health_is_503_until_the_model_is_warm() {
         .await
         .unwrap();
     assert_eq!(info["status"], "ready");
-    assert_eq!(info["model"]["levels"], 4);
+    assert_eq!(info["model"]["k"], 4);
     assert_eq!(info["model"]["dtype"], "f32");
     assert_eq!(info["model"]["device"], "cpu");
 }

@@ -10,6 +10,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use wildreward_types::exit::BadInput;
 
+/// Health checks in a row that must time out before a worker is taken out.
+const SLOW_CHECKS_TO_FAIL: u32 = 3;
+
 /// One worker as the router sees it.
 #[derive(Default)]
 pub struct WorkerSlot {
@@ -20,6 +23,7 @@ pub struct WorkerSlot {
     failures: AtomicU64,
     pid: AtomicU32,
     restarts: AtomicU64,
+    slow_checks: AtomicU32,
 }
 
 impl WorkerSlot {
@@ -245,10 +249,23 @@ impl Pool {
                         .timeout(timeout)
                         .send()
                         .await;
+                    let slot = &pool.slots[i];
                     match verdict {
-                        Ok(r) if r.status().is_success() => pool.set_healthy(i, true, ""),
+                        Ok(r) if r.status().is_success() => {
+                            slot.slow_checks.store(0, Ordering::SeqCst);
+                            pool.set_healthy(i, true, "");
+                        }
                         Ok(r) => {
                             pool.set_healthy(i, false, &format!("/health says {}", r.status()))
+                        }
+                        // A worker busy on a shared CPU may answer late: only repeated timeouts
+                        // take it out (a refused connection does at once).
+                        Err(e) if e.is_timeout() => {
+                            if slot.slow_checks.fetch_add(1, Ordering::SeqCst) + 1
+                                >= SLOW_CHECKS_TO_FAIL
+                            {
+                                pool.set_healthy(i, false, "/health timed out repeatedly");
+                            }
                         }
                         Err(e) => pool.set_healthy(i, false, &e.to_string()),
                     }
