@@ -67,6 +67,7 @@ impl Attention {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim());
         let (nh, nkv) = (cfg.num_attention_heads, cfg.num_kv_heads());
         let bias = cfg.qkv_bias();
+        let lora = cfg.wildreward_lora_scale;
         let (q_norm, k_norm) = if arch == Architecture::Qwen3 {
             let eps = cfg.rms_norm_eps;
             (
@@ -77,15 +78,16 @@ impl Attention {
             (None, None)
         };
         Ok(Self {
-            q_proj: Linear::load(vb.pp("q_proj"), h, nh * hd, bias)?,
-            k_proj: Linear::load(vb.pp("k_proj"), h, nkv * hd, bias)?,
-            v_proj: Linear::load(vb.pp("v_proj"), h, nkv * hd, bias)?,
+            q_proj: Linear::load_adapted(vb.pp("q_proj"), h, nh * hd, bias, lora)?,
+            k_proj: Linear::load_adapted(vb.pp("k_proj"), h, nkv * hd, bias, lora)?,
+            v_proj: Linear::load_adapted(vb.pp("v_proj"), h, nkv * hd, bias, lora)?,
             // Only Llama-style `attention_bias: true` puts a bias on the output projection.
-            o_proj: Linear::load(
+            o_proj: Linear::load_adapted(
                 vb.pp("o_proj"),
                 nh * hd,
                 h,
                 cfg.attention_bias == Some(true),
+                lora,
             )?,
             q_norm,
             k_norm,
@@ -162,10 +164,11 @@ struct Mlp {
 impl Mlp {
     fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let lora = cfg.wildreward_lora_scale;
         Ok(Self {
-            gate_proj: Linear::load(vb.pp("gate_proj"), h, i, false)?,
-            up_proj: Linear::load(vb.pp("up_proj"), h, i, false)?,
-            down_proj: Linear::load(vb.pp("down_proj"), i, h, false)?,
+            gate_proj: Linear::load_adapted(vb.pp("gate_proj"), h, i, false, lora)?,
+            up_proj: Linear::load_adapted(vb.pp("up_proj"), h, i, false, lora)?,
+            down_proj: Linear::load_adapted(vb.pp("down_proj"), i, h, false, lora)?,
         })
     }
 }

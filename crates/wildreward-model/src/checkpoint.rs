@@ -103,13 +103,8 @@ fn tokenizer_config(model: &RewardModel) -> serde_json::Value {
     out
 }
 
-/// Saves `model` into `dir` (replacing a previous save there only once the new one is complete).
-pub fn save(model: &RewardModel, dir: &Path) -> Result<()> {
-    let tmp = sibling(dir, "partial");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+/// Writes the model's files (config, weights, tokenizer) into the existing, empty directory `tmp`.
+fn write_files(model: &RewardModel, tmp: &Path) -> Result<()> {
     let pretty = |v: &serde_json::Value| serde_json::to_vec_pretty(v).unwrap_or_default();
     write(
         &tmp.join("config.json"),
@@ -133,7 +128,22 @@ pub fn save(model: &RewardModel, dir: &Path) -> Result<()> {
     write(
         &tmp.join("tokenizer_config.json"),
         &pretty(&tokenizer_config(model)),
-    )?;
+    )
+}
+
+/// A fresh, empty staging directory.
+fn fresh_dir(tmp: &Path) -> Result<()> {
+    if tmp.exists() {
+        std::fs::remove_dir_all(tmp).map_err(|e| ModelError::io(tmp, e))?;
+    }
+    std::fs::create_dir_all(tmp).map_err(|e| ModelError::io(tmp, e))
+}
+
+/// Saves `model` into `dir` (replacing a previous save there only once the new one is complete).
+pub fn save(model: &RewardModel, dir: &Path) -> Result<()> {
+    let tmp = sibling(dir, "partial");
+    fresh_dir(&tmp)?;
+    write_files(model, &tmp)?;
     if dir.exists() {
         let old = sibling(dir, "old");
         let _ = std::fs::remove_dir_all(&old);
@@ -147,6 +157,31 @@ pub fn save(model: &RewardModel, dir: &Path) -> Result<()> {
         std::fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))?;
     }
     Ok(())
+}
+
+/// Saves `model`'s files into `dir`, a directory that also holds other things (a trainer's metrics
+/// and checkpoints). Files are staged in `dir/.model.partial` and moved in with `config.json`
+/// last: a directory with a `config.json` from this function holds a complete model. An older
+/// `config.json` is removed first, so a crash half-way never pairs it with new weights.
+pub fn save_into(model: &RewardModel, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let tmp = dir.join(".model.partial");
+    fresh_dir(&tmp)?;
+    write_files(model, &tmp)?;
+    let config = dir.join("config.json");
+    if config.exists() {
+        std::fs::remove_file(&config).map_err(|e| ModelError::io(&config, e))?;
+    }
+    for name in [
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "config.json",
+    ] {
+        let to = dir.join(name);
+        std::fs::rename(tmp.join(name), &to).map_err(|e| ModelError::io(&to, e))?;
+    }
+    std::fs::remove_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))
 }
 
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {

@@ -141,6 +141,10 @@ pub struct ModelConfig {
     /// weight, ordered biases) or `scalar` (one logit, Bradley-Terry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wildreward_head: Option<String>,
+    /// Ours, only while training with LoRA (never in a saved model, where adapters are merged): the
+    /// adapters' `alpha / r`, applied to every `lora_A` / `lora_B` pair the weights hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wildreward_lora_scale: Option<f64>,
     /// Everything else in the file, kept so saving does not drop it.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,

@@ -17,6 +17,8 @@ pub enum HeadKind {
     Ordinal,
     /// Shared weight and K-1 biases (`score.weight` `[1, hidden]`, `score.bias` `[K-1]`).
     Coral,
+    /// K-1 conditional logits (CORN), the ordinal layout read with chained probabilities.
+    Corn,
     /// One logit (`score.weight` `[1, hidden]`).
     Scalar,
 }
@@ -27,7 +29,16 @@ impl HeadKind {
         match self {
             HeadKind::Ordinal => "ordinal",
             HeadKind::Coral => "coral",
+            HeadKind::Corn => "corn",
             HeadKind::Scalar => "scalar",
+        }
+    }
+
+    /// Rows of `score.weight` for a head with `outputs` logits.
+    pub fn weight_rows(self, outputs: usize) -> usize {
+        match self {
+            HeadKind::Ordinal | HeadKind::Corn => outputs,
+            HeadKind::Coral | HeadKind::Scalar => 1,
         }
     }
 
@@ -36,6 +47,7 @@ impl HeadKind {
         match s {
             "ordinal" => Some(HeadKind::Ordinal),
             "coral" => Some(HeadKind::Coral),
+            "corn" => Some(HeadKind::Corn),
             "scalar" | "bt" => Some(HeadKind::Scalar),
             _ => None,
         }
@@ -81,11 +93,7 @@ impl ScoreHead {
             _ => None,
         };
         let rows = weight.dim(0)?;
-        let want_rows = if kind == HeadKind::Ordinal {
-            outputs
-        } else {
-            1
-        };
+        let want_rows = kind.weight_rows(outputs);
         if rows != want_rows {
             candle_core::bail!(
                 "score.weight has {rows} rows; a {} head with {outputs} outputs needs {want_rows}",
@@ -110,11 +118,7 @@ impl ScoreHead {
         device: &Device,
     ) -> Result<Self> {
         let mut rng = StdRng::seed_from_u64(seed);
-        let rows = if kind == HeadKind::Ordinal {
-            outputs
-        } else {
-            1
-        };
+        let rows = kind.weight_rows(outputs);
         // Box-Muller: rand's core has no normal distribution.
         let data: Vec<f32> = (0..rows * hidden)
             .map(|_| {
@@ -175,7 +179,25 @@ impl ScoreHead {
 pub fn reward_of(kind: HeadKind, logits: &[f32]) -> (f32, Vec<f32>) {
     match kind {
         HeadKind::Scalar => (logits.first().copied().unwrap_or(0.0), vec![]),
-        _ => (
+        HeadKind::Corn => {
+            // P(y > k) chains the conditionals; level k's probability is the drop from k-1 to k.
+            let mut above = Vec::with_capacity(logits.len());
+            let mut p = 1.0f32;
+            for &z in logits {
+                p *= wildreward_types::ordinal::sigmoid(z);
+                above.push(p);
+            }
+            let reward = 1.0 + above.iter().sum::<f32>();
+            let mut probs = Vec::with_capacity(logits.len() + 1);
+            let mut prev = 1.0f32;
+            for &a in &above {
+                probs.push(prev - a);
+                prev = a;
+            }
+            probs.push(prev);
+            (reward, probs)
+        }
+        HeadKind::Ordinal | HeadKind::Coral => (
             wildreward_types::ordinal::reward(logits),
             wildreward_types::ordinal::level_probs(logits),
         ),

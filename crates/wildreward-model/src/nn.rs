@@ -18,28 +18,71 @@ pub enum Kernels {
     Fused,
 }
 
-/// `y = x Wᵀ (+ b)`, weights in HF's `[out, in]` layout.
+/// `y = x Wᵀ (+ b) (+ s · x Aᵀ Bᵀ)`, weights in HF's `[out, in]` layout, with an optional LoRA
+/// adapter (PEFT's names: `{prefix}.lora_A.weight` `[r, in]`, `{prefix}.lora_B.weight` `[out, r]`).
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
+    lora: Option<Lora>,
+}
+
+/// A low-rank adapter: trained while the base weight stays frozen, merged into it on save.
+#[derive(Debug, Clone)]
+pub struct Lora {
+    a: Tensor,
+    b: Tensor,
+    scale: f64,
 }
 
 impl Linear {
     /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`).
     pub fn load(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
+        Self::load_adapted(vb, in_dim, out_dim, bias, None)
+    }
+
+    /// Like [`Linear::load`], and also loads a LoRA adapter scaled by `lora_scale` when the weights
+    /// hold one under this prefix. Adapters keep their own dtype (f32 over a half-precision base).
+    pub fn load_adapted(
+        vb: VarBuilder,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        lora_scale: Option<f64>,
+    ) -> Result<Self> {
         let weight = vb.get((out_dim, in_dim), "weight")?;
         let bias = if bias {
             Some(vb.get(out_dim, "bias")?)
         } else {
             None
         };
-        Ok(Self { weight, bias })
+        let lora = match lora_scale {
+            Some(scale) if vb.contains_tensor("lora_A.weight") => {
+                let a = vb.get_unchecked_dtype("lora_A.weight", DType::F32)?;
+                let b = vb.get_unchecked_dtype("lora_B.weight", DType::F32)?;
+                let r = a.dim(0)?;
+                if a.dims() != [r, in_dim] || b.dims() != [out_dim, r] {
+                    candle_core::bail!(
+                        "LoRA adapter {}: A {:?} / B {:?} do not fit a [{out_dim}, {in_dim}] weight",
+                        vb.prefix(),
+                        a.dims(),
+                        b.dims()
+                    );
+                }
+                Some(Lora { a, b, scale })
+            }
+            _ => None,
+        };
+        Ok(Self { weight, bias, lora })
     }
 
     /// Wraps existing tensors.
     pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+        Self {
+            weight,
+            bias,
+            lora: None,
+        }
     }
 
     /// The `[out, in]` weight.
@@ -60,9 +103,26 @@ impl Module for Linear {
             [b, l, h] => x.reshape((b * l, *h))?.matmul(&w)?.reshape((*b, *l, ()))?,
             _ => x.matmul(&w)?,
         };
-        match &self.bias {
-            Some(b) => y.broadcast_add(b),
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        match &self.lora {
             None => Ok(y),
+            Some(lora) => {
+                // The adapter path runs in the adapter's dtype (f32) whatever the base's.
+                let xa = x.to_dtype(lora.a.dtype())?;
+                let low = match xa.dims() {
+                    [b, l, h] => xa
+                        .reshape((b * l, *h))?
+                        .matmul(&lora.a.t()?)?
+                        .matmul(&lora.b.t()?)?
+                        .reshape((*b, *l, ()))?,
+                    _ => xa.matmul(&lora.a.t()?)?.matmul(&lora.b.t()?)?,
+                };
+                let low = (low * lora.scale)?.to_dtype(y.dtype())?;
+                y + low
+            }
         }
     }
 }

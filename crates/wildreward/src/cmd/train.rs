@@ -2,7 +2,8 @@
 
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
-use wildreward_types::exit::StageNotBuilt;
+use wildreward_train::{LossKind, TrainConfig, TrainError, TrainRun};
+use wildreward_types::exit::BadInput;
 
 /// The training loss.
 #[derive(Clone, Copy, ValueEnum)]
@@ -58,17 +59,100 @@ pub struct TrainArgs {
     /// Random seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Write a resumable checkpoint every N steps.
+    #[arg(long)]
+    pub save_every: Option<usize>,
+    /// Use only the first N training examples.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Use only the first N test examples.
+    #[arg(long)]
+    pub eval_limit: Option<usize>,
+    /// cpu or cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
     /// Resume from the last checkpoint in --out.
     #[arg(long)]
     pub resume: bool,
 }
 
-/// Runs `wildreward train`.
-pub fn run(_args: TrainArgs) -> anyhow::Result<()> {
-    Err(StageNotBuilt {
-        command: "wildreward train",
-        issue: 5,
-        title: "ordinal reward-model training",
+impl From<Loss> for LossKind {
+    fn from(l: Loss) -> Self {
+        match l {
+            Loss::Ordinal => LossKind::Ordinal,
+            Loss::Coral => LossKind::Coral,
+            Loss::Corn => LossKind::Corn,
+            Loss::Bt => LossKind::Bt,
+        }
     }
-    .into())
+}
+
+/// The configuration: the `--config` file (or the defaults) with the flags given on top.
+fn config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
+    let mut c = match &a.config {
+        Some(path) => TrainConfig::from_file(path).map_err(input)?,
+        None => TrainConfig::default(),
+    };
+    if let Some(t) = &a.train {
+        c.train = t
+            .parse()
+            .map_err(|e: String| BadInput(format!("--train {e}")))?;
+    }
+    if let Some(l) = a.loss {
+        c.loss = l.into();
+    }
+    let set = |field: &mut usize, v: Option<usize>| {
+        if let Some(v) = v {
+            *field = v;
+        }
+    };
+    set(&mut c.max_steps, a.max_steps);
+    set(&mut c.epochs, a.epochs);
+    set(&mut c.max_length, a.max_length);
+    set(&mut c.batch_size, a.batch_size);
+    set(&mut c.grad_accum, a.grad_accum);
+    set(&mut c.eval_every, a.eval_every);
+    set(&mut c.save_every, a.save_every);
+    set(&mut c.train_limit, a.train_limit);
+    set(&mut c.eval_limit, a.eval_limit);
+    if let Some(lr) = a.lr {
+        c.lr = lr;
+    }
+    if let Some(seed) = a.seed {
+        c.seed = seed;
+    }
+    if let Some(d) = &a.device {
+        c.device = d.clone();
+    }
+    Ok(c)
+}
+
+/// Bad input surfaces as [`BadInput`] (exit 65) and model errors as themselves.
+fn input(e: TrainError) -> anyhow::Error {
+    match e {
+        TrainError::Input(b) => b.into(),
+        TrainError::Model(m) => m.into(),
+        other => other.into(),
+    }
+}
+
+/// Runs `wildreward train`.
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let run = TrainRun {
+        config: config(&args)?,
+        model: args.model,
+        data: args.data,
+        out: args.out,
+        resume: args.resume,
+        progress: !args.quiet,
+    };
+    let report = wildreward_train::train(&run).map_err(input)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+    Ok(())
 }
