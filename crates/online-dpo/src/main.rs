@@ -2,9 +2,11 @@
 //! library).
 
 use clap::{Args, Parser, Subcommand};
+use online_dpo::{DpoConfig, DpoError, DpoRun, EvalRun};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wildreward_types::exit::{StageNotBuilt, EXIT_NOT_BUILT};
+use wildreward_model::ModelError;
+use wildreward_types::exit::{BadInput, EXIT_BAD_INPUT};
 
 /// Improve a policy with rewards from a WildReward scoring endpoint.
 #[derive(Parser)]
@@ -63,6 +65,15 @@ struct RunArgs {
     /// Random seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// cpu or cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    /// Bearer token of the reward endpoint.
+    #[arg(long, env = "WILDREWARD_API_KEY")]
+    api_key: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
     /// Resume from the last checkpoint in --out.
     #[arg(long)]
     resume: bool,
@@ -85,23 +96,119 @@ struct EvalArgs {
     /// Output directory for the JSON report.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Longest answer, in tokens.
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    /// Bearer token of the reward endpoint.
+    #[arg(long, env = "WILDREWARD_API_KEY")]
+    api_key: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The configuration: the `--config` file (or the defaults) with the flags given on top.
+fn config(a: &RunArgs) -> anyhow::Result<DpoConfig> {
+    let mut c = match &a.config {
+        Some(path) => DpoConfig::from_file(path).map_err(exit_error)?,
+        None => DpoConfig::default(),
+    };
+    if let Some(t) = &a.train {
+        c.train = t
+            .parse()
+            .map_err(|e: String| BadInput(format!("--train {e}")))?;
+    }
+    if let Some(v) = a.n {
+        c.n = v;
+    }
+    if let Some(v) = a.max_new_tokens {
+        c.max_new_tokens = v;
+    }
+    if let Some(v) = a.steps {
+        c.steps = v;
+    }
+    if let Some(v) = a.prompts_per_step {
+        c.prompts_per_step = v;
+    }
+    if let Some(v) = a.beta {
+        c.beta = v;
+    }
+    if let Some(v) = a.lr {
+        c.lr = v;
+    }
+    if let Some(v) = a.seed {
+        c.seed = v;
+    }
+    if let Some(v) = &a.device {
+        c.device = v.clone();
+    }
+    Ok(c)
+}
+
+/// Bad input surfaces as [`BadInput`] (exit 65) and model errors as themselves.
+fn exit_error(e: DpoError) -> anyhow::Error {
+    match e {
+        DpoError::Input(b) => b.into(),
+        DpoError::Model(m) => m.into(),
+        DpoError::Train(wildreward_train::TrainError::Input(b)) => b.into(),
+        other => other.into(),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(a) => {
+            let report = online_dpo::run(&DpoRun {
+                config: config(&a)?,
+                policy: a.policy,
+                prompts: a.prompts,
+                endpoint: a.reward_endpoint,
+                out: a.out,
+                resume: a.resume,
+                api_key: a.api_key,
+                progress: !a.quiet,
+            })
+            .map_err(exit_error)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Eval(a) => {
+            let report = online_dpo::evaluate(&EvalRun {
+                policy: a.policy,
+                prompts: a.prompts,
+                endpoint: a.reward_endpoint,
+                limit: a.limit.unwrap_or(0),
+                max_new_tokens: a.max_new_tokens,
+                out: a.out,
+                api_key: a.api_key,
+                progress: !a.quiet,
+            })
+            .map_err(exit_error)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let err: anyhow::Error = match cli.command {
-        Command::Run(_) => StageNotBuilt {
-            command: "online-dpo run",
-            issue: 7,
-            title: "online DPO against the scoring endpoint",
-        },
-        Command::Eval(_) => StageNotBuilt {
-            command: "online-dpo eval",
-            issue: 7,
-            title: "online DPO against the scoring endpoint",
-        },
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("online-dpo: error: {e:#}");
+            if e.downcast_ref::<BadInput>().is_some()
+                || matches!(
+                    e.downcast_ref::<ModelError>(),
+                    Some(
+                        ModelError::Config { .. }
+                            | ModelError::Weights { .. }
+                            | ModelError::Tokenizer { .. }
+                            | ModelError::Input(_)
+                    )
+                )
+            {
+                ExitCode::from(EXIT_BAD_INPUT)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
     }
-    .into();
-    eprintln!("online-dpo: error: {err:#}");
-    ExitCode::from(EXIT_NOT_BUILT)
 }

@@ -103,15 +103,51 @@ fn tokenizer_config(model: &RewardModel) -> serde_json::Value {
     out
 }
 
+/// Which HF class a saved directory is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `*ForSequenceClassification`: the backbone and the reward head (a reward model).
+    Classification,
+    /// `*ForCausalLM`: the backbone and the LM head when untied (a policy, e.g. after online DPO).
+    CausalLm,
+}
+
+/// The `config.json` and tensors of a causal LM: the model's own configuration without our
+/// training-only fields, and every tensor but the reward head.
+fn causal_lm(model: &RewardModel) -> Result<(serde_json::Value, HashMap<String, Tensor>)> {
+    let mut cfg = model.config().clone();
+    cfg.wildreward_head = None;
+    cfg.wildreward_lora_scale = None;
+    if let Ok(arch) = cfg.architecture() {
+        cfg.architectures = vec![arch.causal_lm_class().to_string()];
+    }
+    cfg.extra.insert(
+        "torch_dtype".into(),
+        dtype_name(model.backbone().dtype()).into(),
+    );
+    let value = serde_json::to_value(&cfg).map_err(|e| ModelError::Config {
+        path: model.source().to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let tensors = model
+        .tensors()
+        .iter()
+        .filter(|(name, _)| name.starts_with("model.") || name.starts_with("lm_head."))
+        .map(|(n, t)| (n.clone(), t.clone()))
+        .collect();
+    Ok((value, tensors))
+}
+
 /// Writes the model's files (config, weights, tokenizer) into the existing, empty directory `tmp`.
-fn write_files(model: &RewardModel, tmp: &Path) -> Result<()> {
+fn write_files(model: &RewardModel, tmp: &Path, layout: Layout) -> Result<()> {
     let pretty = |v: &serde_json::Value| serde_json::to_vec_pretty(v).unwrap_or_default();
-    write(
-        &tmp.join("config.json"),
-        &pretty(&classification_config(model)?),
-    )?;
+    let (config, tensors) = match layout {
+        Layout::Classification => (classification_config(model)?, classification_tensors(model)),
+        Layout::CausalLm => causal_lm(model)?,
+    };
+    write(&tmp.join("config.json"), &pretty(&config))?;
     let weights = tmp.join("model.safetensors");
-    candle_core::safetensors::save(&classification_tensors(model), &weights).map_err(|e| {
+    candle_core::safetensors::save(&tensors, &weights).map_err(|e| {
         ModelError::Weights {
             path: weights.clone(),
             message: e.to_string(),
@@ -141,9 +177,14 @@ fn fresh_dir(tmp: &Path) -> Result<()> {
 
 /// Saves `model` into `dir` (replacing a previous save there only once the new one is complete).
 pub fn save(model: &RewardModel, dir: &Path) -> Result<()> {
+    save_as(model, dir, Layout::Classification)
+}
+
+/// Saves `model` into `dir` in the given layout, replacing a previous save only once complete.
+pub fn save_as(model: &RewardModel, dir: &Path, layout: Layout) -> Result<()> {
     let tmp = sibling(dir, "partial");
     fresh_dir(&tmp)?;
-    write_files(model, &tmp)?;
+    write_files(model, &tmp, layout)?;
     if dir.exists() {
         let old = sibling(dir, "old");
         let _ = std::fs::remove_dir_all(&old);
@@ -167,7 +208,7 @@ pub fn save_into(model: &RewardModel, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let tmp = dir.join(".model.partial");
     fresh_dir(&tmp)?;
-    write_files(model, &tmp)?;
+    write_files(model, &tmp, Layout::Classification)?;
     let config = dir.join("config.json");
     if config.exists() {
         std::fs::remove_file(&config).map_err(|e| ModelError::io(&config, e))?;

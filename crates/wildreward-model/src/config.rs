@@ -29,6 +29,16 @@ impl Architecture {
         }
     }
 
+    /// The HF class name of the causal LM of this family (what a trained policy is saved as).
+    pub fn causal_lm_class(self) -> &'static str {
+        match self {
+            Architecture::Llama => "LlamaForCausalLM",
+            Architecture::Mistral => "MistralForCausalLM",
+            Architecture::Qwen2 => "Qwen2ForCausalLM",
+            Architecture::Qwen3 => "Qwen3ForCausalLM",
+        }
+    }
+
     /// HF's `model_type`.
     pub fn model_type(self) -> &'static str {
         match self {

@@ -56,14 +56,15 @@ pub fn head_for(loss: LossKind, num_labels: usize) -> (HeadKind, usize) {
     }
 }
 
-fn is_trainable(name: &str, mode: TrainMode, layers: usize) -> bool {
+/// Whether `name` trains: reward models train their `score` head and never the LM head; policies
+/// train the (untied) LM head with everything else and have no reward head.
+fn is_trainable(name: &str, mode: TrainMode, layers: usize, policy: bool) -> bool {
     if name.starts_with("score.") {
-        return true;
+        return !policy;
     }
     match mode {
         TrainMode::Head | TrainMode::Lora(_) => false,
-        // The LM head (untied) takes no part in the reward.
-        TrainMode::Full => name.starts_with("model."),
+        TrainMode::Full => name.starts_with("model.") || (policy && name.starts_with("lm_head.")),
         TrainMode::LastN(n) => {
             if name == "model.norm.weight" {
                 return true;
@@ -101,7 +102,34 @@ pub fn build(
     lora_scale: f64,
     seed: u64,
 ) -> Result<TrainableModel> {
-    let (kind, outputs) = head_for(loss, num_labels);
+    build_any(ckpt, mode, Some(head_for(loss, num_labels)), lora_scale, seed)
+}
+
+/// Builds a trainable *policy* (a causal LM for online DPO): `mode` as for reward models, but no
+/// reward head trains, and full training includes an untied LM head. `head` mode is refused.
+pub fn build_policy(
+    ckpt: Checkpoint,
+    mode: TrainMode,
+    lora_scale: f64,
+    seed: u64,
+) -> Result<TrainableModel> {
+    if mode == TrainMode::Head {
+        return Err(TrainError::input(
+            "a policy has no reward head to train: use full, last-n:N or lora:R",
+        ));
+    }
+    build_any(ckpt, mode, None, lora_scale, seed)
+}
+
+fn build_any(
+    ckpt: Checkpoint,
+    mode: TrainMode,
+    reward_head: Option<(HeadKind, usize)>,
+    lora_scale: f64,
+    seed: u64,
+) -> Result<TrainableModel> {
+    let policy = reward_head.is_none();
+    let (kind, outputs) = reward_head.unwrap_or((HeadKind::Ordinal, 3));
     let device = ckpt
         .tensors
         .values()
@@ -118,10 +146,10 @@ pub fn build(
     };
     let base = RewardModel::from_checkpoint(ckpt, &opts)?;
     let head = base.head();
-    if head.kind() != kind || head.outputs() != outputs {
+    if !policy && (head.kind() != kind || head.outputs() != outputs) {
         return Err(TrainError::input(format!(
-            "{}: the checkpoint has a {} head with {} logits; --loss {loss:?} with num_labels \
-             {num_labels} needs a {} head with {outputs}",
+            "{}: the checkpoint has a {} head with {} logits; the loss needs a {} head with \
+             {outputs}",
             base.source().display(),
             head.kind().name(),
             head.outputs(),
@@ -129,19 +157,21 @@ pub fn build(
         )));
     }
     let mut config = base.config().clone();
-    let arch = config
-        .architecture()
-        .map_err(|e| TrainError::input(format!("{}: {e}", base.source().display())))?;
-    config.architectures = vec![arch.classification_class().to_string()];
-    config.num_labels = Some(outputs);
-    config.wildreward_head = Some(kind.name().to_string());
     let mut tensors: HashMap<String, Tensor> = base.tensors().clone();
-    tensors.extend(head.tensors());
+    if !policy {
+        let arch = config
+            .architecture()
+            .map_err(|e| TrainError::input(format!("{}: {e}", base.source().display())))?;
+        config.architectures = vec![arch.classification_class().to_string()];
+        config.num_labels = Some(outputs);
+        config.wildreward_head = Some(kind.name().to_string());
+        tensors.extend(head.tensors());
+    }
 
     let layers = config.num_hidden_layers;
     let mut names: Vec<String> = tensors
         .keys()
-        .filter(|n| is_trainable(n, mode, layers))
+        .filter(|n| is_trainable(n, mode, layers, policy))
         .cloned()
         .collect();
     if let TrainMode::Lora(r) = mode {

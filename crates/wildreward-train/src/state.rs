@@ -28,9 +28,9 @@ pub struct TrainerState {
 }
 
 /// A checkpoint read back for resuming.
-pub struct Resumed {
+pub struct Resumed<S = TrainerState> {
     /// Its state file.
-    pub state: TrainerState,
+    pub state: S,
     /// Trainable tensors by name.
     pub params: HashMap<String, Tensor>,
     /// AdamW's moments by name.
@@ -70,15 +70,17 @@ fn write_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(
         .map_err(|e| TrainError::Numeric(format!("{}: {e}", path.display())))
 }
 
-/// Saves a checkpoint atomically and prunes old ones.
-pub fn save(
+/// Saves a checkpoint of `step` atomically and prunes old ones; `state` is the caller's own
+/// record (the trainer's [`TrainerState`], online DPO's), written as `trainer_state.json`.
+pub fn save<S: Serialize>(
     out: &Path,
-    state: &TrainerState,
+    step: usize,
+    state: &S,
     params: &HashMap<String, Tensor>,
     optimizer: &HashMap<String, Tensor>,
 ) -> Result<PathBuf> {
     let root = checkpoints_dir(out);
-    let name = format!("step-{:06}", state.step);
+    let name = format!("step-{step:06}");
     let tmp = root.join(format!("{name}.partial"));
     let dir = root.join(&name);
     if tmp.exists() {
@@ -103,7 +105,10 @@ pub fn save(
 }
 
 /// The newest complete checkpoint under `out`, if any.
-pub fn latest(out: &Path, device: &Device) -> Result<Option<Resumed>> {
+pub fn latest<S: serde::de::DeserializeOwned>(
+    out: &Path,
+    device: &Device,
+) -> Result<Option<Resumed<S>>> {
     let Some((_, dir)) = complete_checkpoints(out)?.pop() else {
         return Ok(None);
     };
@@ -114,7 +119,7 @@ pub fn latest(out: &Path, device: &Device) -> Result<Option<Resumed>> {
     };
     let state_path = dir.join("trainer_state.json");
     let text = std::fs::read_to_string(&state_path).map_err(|e| TrainError::io(&state_path, e))?;
-    let state: TrainerState = serde_json::from_str(&text)
+    let state: S = serde_json::from_str(&text)
         .map_err(|e| TrainError::input(format!("{}: {e}", state_path.display())))?;
     Ok(Some(Resumed {
         params: load("trainable.safetensors")?,

@@ -211,7 +211,7 @@ pub fn train(run: &TrainRun) -> Result<TrainReport> {
 
     std::fs::create_dir_all(&run.out).map_err(|e| TrainError::io(&run.out, e))?;
     let resumed = if run.resume {
-        state::latest(&run.out, &device)?
+        state::latest::<TrainerState>(&run.out, &device)?
     } else {
         if run.out.join("metrics.jsonl").exists() {
             return Err(TrainError::input(format!(
@@ -412,6 +412,7 @@ pub fn train(run: &TrainRun) -> Result<TrainReport> {
             let (moments, _) = opt.state();
             state::save(
                 &run.out,
+                done,
                 &TrainerState {
                     step: done,
                     config: cfg.clone(),

@@ -1,0 +1,225 @@
+//! Online DPO on the real SmolLM2-135M-Instruct with a live scoring server on loopback (the client
+//! crate's test server: axum + the real `Scorer`, with fault injection).
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use candle_core::{DType, Device};
+use online_dpo::dpo::answer_logprobs;
+use online_dpo::pairing::{best_vs_worst, Sample};
+use online_dpo::rewards::RewardSource;
+use online_dpo::rollout::Sampler;
+use online_dpo::run::update;
+use online_dpo::{DpoConfig, DpoRun};
+use std::path::{Path, PathBuf};
+use wildreward_client::test_server::{Fault, FaultRule, TestServer};
+use wildreward_model::assets::{asset, SMOLLM2_GGUF};
+use wildreward_model::{weights, LoadOptions, RewardModel, Scorer, ScorerOptions};
+use wildreward_train::optim::{AdamW, AdamWConfig};
+use wildreward_train::params::build_policy;
+use wildreward_train::TrainMode;
+use wildreward_types::EmptyHistory;
+
+fn gguf() -> PathBuf {
+    asset(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        SMOLLM2_GGUF,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn server() -> TestServer {
+    let rm = RewardModel::load(&gguf(), &LoadOptions::inference()).unwrap();
+    let opts = ScorerOptions {
+        max_length: 512,
+        ..ScorerOptions::default()
+    };
+    TestServer::start(Scorer::new(rm, opts), None).unwrap()
+}
+
+#[test]
+fn one_step_raises_the_margin_and_leaves_the_reference_alone() {
+    let srv = server();
+    let ckpt = weights::load(&gguf(), &Device::Cpu, DType::F32).unwrap();
+    let reference = RewardModel::from_checkpoint(ckpt.clone(), &LoadOptions::inference()).unwrap();
+    let ref_before = reference.tensors()["model.layers.29.mlp.down_proj.weight"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let policy = build_policy(ckpt, TrainMode::Full, 1.0, 0).unwrap();
+    let sampler = Sampler::new(&policy.model, None).unwrap();
+    let prompt = "Name a colour.";
+    let ids = sampler.prompt_ids(prompt).unwrap();
+    let answers = sampler.sample(&ids, 4, 12, 1.0, 1.0, 7).unwrap();
+    let rewards = RewardSource::new(
+        &format!("{}/get_reward", srv.url()),
+        32,
+        2,
+        60.0,
+        1,
+        None,
+        EmptyHistory::Training,
+    )
+    .unwrap();
+    let texts: Vec<&str> = answers.iter().map(|a| a.text.as_str()).collect();
+    let scored = rewards.score(&[prompt; 4], &texts).unwrap();
+    assert_eq!(scored.failed, 0);
+    let samples: Vec<Sample> = scored
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Sample {
+            prompt_id: "p".into(),
+            index: i,
+            reward: *r,
+        })
+        .collect();
+    let (pairs, _) = best_vs_worst(&samples, 1e-6);
+    assert_eq!(pairs.len(), 1, "rewards: {:?}", scored.values);
+    let (c, r) = (
+        &answers[pairs[0].chosen].tokens,
+        &answers[pairs[0].rejected].tokens,
+    );
+    let margin = |m: &RewardModel| -> f64 {
+        let lp = answer_logprobs(m.backbone(), &ids, &[c, r], m.pad_id())
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let rf = answer_logprobs(reference.backbone(), &ids, &[c, r], 2)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        (lp[0] - rf[0]) as f64 - (lp[1] - rf[1]) as f64
+    };
+    let before = margin(&policy.model);
+    assert!(
+        before.abs() < 1e-3,
+        "policy starts equal to the reference: {before}"
+    );
+    let cfg = DpoConfig::default();
+    let mut opt = AdamW::new(
+        policy.params.clone(),
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+    )
+    .unwrap();
+    let stats = update(
+        &policy,
+        &reference,
+        &mut opt,
+        &cfg,
+        1e-6,
+        &[(ids.clone(), c.clone(), r.clone())],
+    )
+    .unwrap();
+    assert!(
+        (stats.loss - std::f64::consts::LN_2).abs() < 1e-3,
+        "{}",
+        stats.loss
+    );
+    let after = margin(&policy.model);
+    assert!(after > before + 1e-3, "margin {before} -> {after}");
+    let ref_after = reference.tensors()["model.layers.29.mlp.down_proj.weight"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(ref_before, ref_after, "the reference changed");
+}
+
+fn prompts_file(dir: &Path, prompts: &[&str]) -> PathBuf {
+    let p = dir.join("prompts.jsonl");
+    let lines: String = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                "{}\n",
+                serde_json::json!({"id": format!("q{i}"), "prompt": t})
+            )
+        })
+        .collect();
+    std::fs::write(&p, lines).unwrap();
+    p
+}
+
+fn tiny(steps: usize) -> DpoConfig {
+    DpoConfig {
+        n: 2,
+        max_new_tokens: 6,
+        steps,
+        prompts_per_step: 2,
+        train: TrainMode::LastN(1),
+        lr: 1e-5,
+        reward_retries: 0,
+        reward_chunk_size: 2,
+        reward_timeout_s: 30.0,
+        max_skipped_steps: 1,
+        ..DpoConfig::default()
+    }
+}
+
+#[test]
+fn failed_rewards_are_dropped_and_counted_never_replaced() {
+    let srv = server();
+    // Every request holding this prompt's answers fails with 500.
+    srv.add_fault(FaultRule {
+        marker: "BROKEN".into(),
+        fault: Fault::Status(500),
+        times: None,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = prompts_file(dir.path(), &["Say hello.", "BROKEN: say bye."]);
+    let out = dir.path().join("run");
+    let report = online_dpo::run(&DpoRun {
+        policy: gguf(),
+        prompts,
+        endpoint: format!("{}/get_reward", srv.url()),
+        out: out.clone(),
+        config: tiny(2),
+        resume: false,
+        api_key: None,
+        progress: false,
+    })
+    .unwrap();
+    // Each step answers both prompts twice; the BROKEN prompt's two answers are dropped.
+    assert_eq!(report.dropped_answers, 4, "{report:?}");
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<&serde_json::Value> = records.iter().filter(|v| v["type"] == "train").collect();
+    assert_eq!(steps.len(), 2);
+    for v in steps {
+        assert_eq!(v["dropped"], 2, "{v}");
+        assert!(v["pairs"].as_u64().unwrap() <= 1, "{v}");
+    }
+    assert!(out.join("policy/config.json").exists());
+    let saved = RewardModel::load(&out.join("policy"), &LoadOptions::inference()).unwrap();
+    assert!(saved.config().architectures[0].ends_with("ForCausalLM"));
+
+    // With the server gone, the run stops with a clear message instead of inventing rewards.
+    let url = format!("{}/get_reward", srv.url());
+    drop(srv);
+    let err = online_dpo::run(&DpoRun {
+        policy: gguf(),
+        prompts: prompts_file(dir.path(), &["Say hello."]),
+        endpoint: url,
+        out: dir.path().join("down"),
+        config: tiny(5),
+        resume: false,
+        api_key: None,
+        progress: false,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("without a usable pair") && err.contains("reward error"),
+        "{err}"
+    );
+}
