@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Serving throughput and latency: `wildreward serve` (router + N workers, dynamic token-budgeted
+# batches sorted by length) vs the reference deployment (FastAPI router + N FastAPI/transformers
+# workers, fixed chunks of 16 in arrival order), same weights (SmolLM2 GGUF -> `wildreward convert`,
+# seeded head), same texts (real ShareGPT text cut to lengths uniform in [MIN_TOKENS, MAX_TOKENS]),
+# same concurrent load, CPU, N = 1, 2, 4 workers, in one run. Not part of CI.
+#
+#   scripts/bench/serve.sh          # knobs: WORKERS_LIST CONCURRENCY BATCH REQUESTS MIN_TOKENS MAX_TOKENS
+#
+# Prints a markdown table and writes $OUT/report.json (every run's figures and settings).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+VENV=${VENV:-$ROOT/.venv-ref}
+OUT=${OUT:-$ROOT/out/bench-serve}
+WORKERS_LIST=${WORKERS_LIST:-"1 2 4"}
+CONCURRENCY=${CONCURRENCY:-8}
+BATCH=${BATCH:-4}
+REQUESTS=${REQUESTS:-24}
+MIN_TOKENS=${MIN_TOKENS:-16}
+MAX_TOKENS=${MAX_TOKENS:-128}
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/wildreward
+mkdir -p "$OUT"
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; PIDS=(); }
+trap cleanup EXIT
+
+scripts/fetch-assets.sh >/dev/null
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -c "import torch, transformers, fastapi, uvicorn, httpx" 2>/dev/null \
+  || "$VENV/bin/pip" install -q --disable-pip-version-check torch transformers accelerate gguf fastapi uvicorn httpx
+PY="$VENV/bin/python"
+cargo build -q --bin wildreward -p wildreward
+"$BIN" convert --model assets/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf --out "$OUT/rm" >/dev/null 2>&1
+
+"$PY" - "$OUT" "$MIN_TOKENS" "$MAX_TOKENS" <<'PY'
+import gzip, json, random, sys
+from tokenizers import Tokenizer
+out, lo, hi = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+tok = Tokenizer.from_file(f"{out}/rm/tokenizer.json")
+text = ""
+for line in gzip.open("data/sharegpt/sharegpt_v3_multiturn_2000.jsonl.gz", "rt"):
+    text += " ".join(m["value"] for m in json.loads(line)["conversations"]) + "\n"
+    if len(text) > 1_000_000: break
+ids = tok.encode(text).ids
+rng = random.Random(0)
+with open(f"{out}/texts.jsonl", "w") as f:
+    for _ in range(512):
+        k = rng.randint(lo, hi); s = rng.randint(0, len(ids) - k)
+        f.write(json.dumps({"text": tok.decode(ids[s:s + k])}) + "\n")
+PY
+
+CORES=$(nproc)
+free_ports() { "$PY" -c "
+import socket; ss=[socket.socket() for _ in range($1)]
+[s.bind(('127.0.0.1', 0)) for s in ss]; print(' '.join(str(s.getsockname()[1]) for s in ss))"; }
+wait_http() { for _ in $(seq 1 1200); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.25; done; echo "timeout: $1" >&2; return 1; }
+load() { "$PY" scripts/bench/serve_load.py --url "$1/get_reward" --texts "$OUT/texts.jsonl" \
+  --concurrency "$CONCURRENCY" --batch "$BATCH" --requests "$REQUESTS" --label "$2"; }
+
+for N in $WORKERS_LIST; do
+  THREADS=$(( CORES / N )); [ "$THREADS" -ge 1 ] || THREADS=1
+  # Rust: the fleet spawns N workers (RAYON_NUM_THREADS = cores / N each) behind its router.
+  "$BIN" serve --model "$OUT/rm" --workers "$N" --port 0 --worker-port 0 --max-length 512 \
+    >"$OUT/rust-$N.stdout" 2>"$OUT/rust-$N.log" &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do grep -q 'listening on' "$OUT/rust-$N.stdout" && break; sleep 0.1; done
+  URL=$(grep -o 'http://[0-9.:]*' "$OUT/rust-$N.stdout" | head -1)
+  for _ in $(seq 1 1200); do
+    [ "$(curl -sf "$URL/" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["healthy_workers"])' 2>/dev/null)" = "$N" ] && break
+    sleep 0.25
+  done
+  load "$URL" "rust-$N" > "$OUT/rust-$N.json"
+  cleanup; sleep 1
+
+  # Reference: N workers (torch threads = cores / N each) and its round-robin router.
+  read -r -a PORTS <<<"$(free_ports $((N + 1)))"
+  BACKENDS=""
+  for i in $(seq 0 $((N - 1))); do
+    "$PY" scripts/bench/serve_reference.py worker --model "$OUT/rm" --port "${PORTS[$i]}" \
+      --threads "$THREADS" --max-length 512 >"$OUT/ref-$N-$i.log" 2>&1 &
+    PIDS+=($!)
+    BACKENDS+="${BACKENDS:+,}http://127.0.0.1:${PORTS[$i]}"
+  done
+  "$PY" scripts/bench/serve_reference.py router --backends "$BACKENDS" --port "${PORTS[$N]}" \
+    >"$OUT/ref-$N-router.log" 2>&1 &
+  PIDS+=($!)
+  for b in ${BACKENDS//,/ }; do wait_http "$b/"; done
+  wait_http "http://127.0.0.1:${PORTS[$N]}/"
+  load "http://127.0.0.1:${PORTS[$N]}" "reference-$N" > "$OUT/ref-$N.json"
+  cleanup; sleep 1
+done
+
+"$PY" - "$OUT" "$CORES" "$CONCURRENCY" "$BATCH" "$REQUESTS" "$MIN_TOKENS" "$MAX_TOKENS" "$WORKERS_LIST" <<'PY'
+import json, subprocess, sys
+out, cores, conc, batch, reqs, lo, hi, wl = sys.argv[1:9]
+rows, report = [], {"cores": int(cores), "concurrency": int(conc), "batch": int(batch), "requests": int(reqs),
+                    "text_tokens": [int(lo), int(hi)], "runs": []}
+try:
+    report["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+except OSError:
+    pass
+print(f"| workers | Rust texts/s | reference texts/s | throughput ratio | Rust p50 / p99 ms | reference p50 / p99 ms | p99 ratio | errors (Rust / ref) | max abs Δ reward |")
+print("|---|---|---|---|---|---|---|---|---|")
+for n in wl.split():
+    r = json.load(open(f"{out}/rust-{n}.json")); p = json.load(open(f"{out}/ref-{n}.json"))
+    common = set(r["rewards"]) & set(p["rewards"])
+    delta = max((abs(r["rewards"][k] - p["rewards"][k]) for k in common), default=float("nan"))
+    report["runs"].append({"workers": int(n), "rust": {k: v for k, v in r.items() if k != "rewards"},
+                           "reference": {k: v for k, v in p.items() if k != "rewards"}, "max_abs_reward_delta": delta})
+    print(f"| {n} | {r['texts_per_s']:.2f} | {p['texts_per_s']:.2f} | {r['texts_per_s'] / p['texts_per_s']:.2f}× | "
+          f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f} | {p['p50_ms']:.0f} / {p['p99_ms']:.0f} | "
+          f"{r['p99_ms'] / p['p99_ms']:.2f} | {r['errors']} / {p['errors']} | {delta:.1e} |")
+json.dump(report, open(f"{out}/report.json", "w"), indent=2)
+PY
