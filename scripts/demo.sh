@@ -51,15 +51,48 @@ stage convert "" -- "$BIN/wildreward" convert --model "$MODEL" --out "$OUT/rm-un
 stage score "$OUT/test-sample.jsonl" -- "$BIN/wildreward" score --max-length 1024 \
   --model "$OUT/rm-untrained" --input "$OUT/test-sample.jsonl" --output "$OUT/test-sample-scored.jsonl"
 
+# Head-only training on a slice (configs/train-cpu-demo.toml): the frozen backbone's features are computed
+# once, then 4 epochs cost almost nothing. A re-run starts over in a fresh directory.
+rm -rf "$OUT/rm"
 stage train "$OUT/wildfb/train.jsonl" -- "$BIN/wildreward" train \
-  --model "$MODEL" --data "$OUT/wildfb" --out "$OUT/rm" --train head --max-steps 20
+  --model "$MODEL" --data "$OUT/wildfb" --out "$OUT/rm" --config configs/train-cpu-demo.toml
 
-stage eval "$OUT/rm/model.safetensors" -- "$BIN/wildreward" eval \
-  --model "$OUT/rm" --bench "wildfb:$OUT/wildfb/test.jsonl" --out "$OUT/eval" --limit 200
+# Evaluation on small slices: the trained model when training ran, else the untrained conversion (its
+# report says the head is random). HH pairs (accuracy, threshold curve, ROC-AUC) and the WildFB test split
+# (level accuracy, ECE, reliability diagram); scores are cached, so a re-run costs nothing.
+EVAL_MODEL=$OUT/rm
+[ -f "$OUT/rm/model.safetensors" ] || EVAL_MODEL=$OUT/rm-untrained
+stage eval-hh "$EVAL_MODEL" -- "$BIN/wildreward" eval --model "$EVAL_MODEL" \
+  --bench hh --out "$OUT/eval-hh" --limit 24 --max-length 256
+stage eval-wildfb "$OUT/wildfb/test.jsonl" -- "$BIN/wildreward" eval --model "$EVAL_MODEL" \
+  --bench "wildfb:$OUT/wildfb/test.jsonl" --out "$OUT/eval-wildfb" --limit 48 --max-length 256
 
-stage online-dpo data/mt-bench/question.jsonl -- "$BIN/online-dpo" run --policy "$MODEL" \
-  --prompts data/mt-bench/question.jsonl --reward-endpoint http://127.0.0.1:9000/get_reward \
-  --out "$OUT/dpo" --steps 2
+# Online DPO against a live scoring fleet (one worker behind the router) serving the trained RM: greedy
+# answers scored before and after a few DPO steps (configs/online-dpo-cpu-demo.toml).
+DPO_PORT=${DPO_PORT:-19000}
+ENDPOINT=http://127.0.0.1:$DPO_PORT/get_reward
+SERVE_PID=
+stop_fleet() { [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null; SERVE_PID=; }
+trap stop_fleet EXIT
+if [ -f "$EVAL_MODEL/config.json" ]; then
+  "$BIN/wildreward" serve --model "$EVAL_MODEL" --workers 1 --port "$DPO_PORT" --worker-port $((DPO_PORT + 1)) \
+    > "$OUT/serve.log" 2>&1 &
+  SERVE_PID=$!
+  for _ in $(seq 1 120); do
+    curl -sf "http://127.0.0.1:$DPO_PORT/health" > /dev/null 2>&1 && break
+    sleep 1
+  done
+fi
+head -n 4 data/mt-bench/question.jsonl > "$OUT/dpo-prompts.jsonl"
+rm -rf "$OUT/dpo"
+stage dpo-eval-before "$EVAL_MODEL/config.json" -- "$BIN/online-dpo" eval --policy "$MODEL" \
+  --prompts "$OUT/dpo-prompts.jsonl" --reward-endpoint "$ENDPOINT" --max-new-tokens 48 --out "$OUT/dpo-before"
+stage online-dpo "$EVAL_MODEL/config.json" -- "$BIN/online-dpo" run --policy "$MODEL" \
+  --prompts "$OUT/dpo-prompts.jsonl" --reward-endpoint "$ENDPOINT" --out "$OUT/dpo" \
+  --config configs/online-dpo-cpu-demo.toml
+stage dpo-eval-after "$OUT/dpo/policy/config.json" -- "$BIN/online-dpo" eval --policy "$OUT/dpo/policy" \
+  --prompts "$OUT/dpo-prompts.jsonl" --reward-endpoint "$ENDPOINT" --max-new-tokens 48 --out "$OUT/dpo-after"
+stop_fleet
 
 {
   printf '{\n'

@@ -160,3 +160,25 @@ impl DpoConfig {
         alpha / r as f64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_configs_parse_and_validate() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("online-dpo-") && name.ends_with(".toml") {
+                let c = DpoConfig::from_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+                c.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+                n += 1;
+            }
+        }
+        assert_eq!(n, 2);
+        assert!(toml::from_str::<DpoConfig>("temp = 1").is_err());
+    }
+}
