@@ -32,9 +32,17 @@ struct Line {
     score: Score,
 }
 
+/// What the cache knows about the model beside its scores.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    head_initialised: bool,
+}
+
 /// Scores of one model, read from and appended to its cache file.
 pub struct ScoreCache {
     path: PathBuf,
+    meta_path: PathBuf,
+    head_initialised: Option<bool>,
     scores: HashMap<String, Score>,
     file: Option<std::fs::File>,
 }
@@ -84,6 +92,11 @@ impl ScoreCache {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("score cache {}: {e}", dir.display()))?;
         let path = dir.join(format!("{key}.jsonl"));
+        let meta_path = dir.join(format!("{key}.meta.json"));
+        let head_initialised = std::fs::read_to_string(&meta_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Meta>(&t).ok())
+            .map(|m| m.head_initialised);
         let mut scores = HashMap::new();
         if let Ok(text) = std::fs::read_to_string(&path) {
             for line in text.lines() {
@@ -94,9 +107,27 @@ impl ScoreCache {
         }
         Ok(Self {
             path,
+            meta_path,
+            head_initialised,
             scores,
             file: None,
         })
+    }
+
+    /// Whether the model's head was a seeded random one, if a run that loaded it said so.
+    pub fn head_initialised(&self) -> Option<bool> {
+        self.head_initialised
+    }
+
+    /// Records whether the model's head was a seeded random one (a small `<key>.meta.json`).
+    pub fn set_head_initialised(&mut self, initialised: bool) -> anyhow::Result<()> {
+        let text = serde_json::to_string(&Meta {
+            head_initialised: initialised,
+        })?;
+        std::fs::write(&self.meta_path, text)
+            .map_err(|e| anyhow::anyhow!("score cache {}: {e}", self.meta_path.display()))?;
+        self.head_initialised = Some(initialised);
+        Ok(())
     }
 
     /// The cache file.

@@ -48,7 +48,12 @@ pub struct ScoringStats {
 }
 
 enum Backend {
-    Local(Box<Scorer>),
+    /// The model is loaded only when something is not in the cache.
+    Local {
+        path: PathBuf,
+        max_length: usize,
+        scorer: Option<Box<Scorer>>,
+    },
     Structured(BlockingClient),
     Texts(BlockingClient),
 }
@@ -79,34 +84,28 @@ impl ScoreSource {
     ) -> anyhow::Result<Self> {
         match spec {
             ScorerSpec::Model(path) => {
-                let model = RewardModel::load(path, &LoadOptions::inference())?;
-                let mut notes = Vec::new();
-                if model.head_was_initialised() {
-                    let note = format!(
-                        "{} has no reward head: scored with a seeded random head (seed 0); these \
-                         numbers describe an untrained head",
-                        path.display()
-                    );
-                    eprintln!("wildreward eval: {note}");
-                    notes.push(note);
-                }
                 let cache = match cache_dir {
                     Some(dir) => Some(ScoreCache::open(dir, path, max_length)?),
                     None => None,
                 };
-                let scorer = Scorer::new(
-                    model,
-                    ScorerOptions {
+                let known = cache.as_ref().and_then(ScoreCache::head_initialised);
+                let mut source = Self {
+                    backend: Backend::Local {
+                        path: path.clone(),
                         max_length,
-                        ..ScorerOptions::default()
+                        scorer: None,
                     },
-                );
-                Ok(Self {
-                    backend: Backend::Local(Box::new(scorer)),
                     cache,
                     description: path.display().to_string(),
-                    notes,
-                })
+                    notes: Vec::new(),
+                };
+                match known {
+                    Some(initialised) => source.note_head(initialised),
+                    None => {
+                        source.local_scorer()?;
+                    }
+                }
+                Ok(source)
             }
             ScorerSpec::Endpoint(url) => {
                 let client = BlockingClient::new(url, client.clone()).map_err(|e| match e {
@@ -132,6 +131,53 @@ impl ScoreSource {
                     notes,
                 })
             }
+        }
+    }
+
+    /// Records (once) that the local model's head is a seeded random one.
+    fn note_head(&mut self, initialised: bool) {
+        let note = format!(
+            "{} has no reward head: scored with a seeded random head (seed 0); these numbers \
+             describe an untrained head",
+            self.description
+        );
+        if initialised && !self.notes.contains(&note) {
+            eprintln!("wildreward eval: {note}");
+            self.notes.push(note);
+        }
+    }
+
+    /// The local scorer, loading the model on first use (and recording in the cache whether its
+    /// head is untrained, so a fully cached report needs no model at all).
+    fn local_scorer(&mut self) -> anyhow::Result<&Scorer> {
+        let Backend::Local {
+            path,
+            max_length,
+            scorer,
+        } = &mut self.backend
+        else {
+            anyhow::bail!("not a local model");
+        };
+        if scorer.is_none() {
+            let model = RewardModel::load(path, &LoadOptions::inference())?;
+            let initialised = model.head_was_initialised();
+            *scorer = Some(Box::new(Scorer::new(
+                model,
+                ScorerOptions {
+                    max_length: *max_length,
+                    ..ScorerOptions::default()
+                },
+            )));
+            if let Some(cache) = self.cache.as_mut() {
+                cache.set_head_initialised(initialised)?;
+            }
+            self.note_head(initialised);
+        }
+        match &self.backend {
+            Backend::Local {
+                scorer: Some(s), ..
+            } => Ok(s.as_ref()),
+            _ => anyhow::bail!("the model did not load"),
         }
     }
 
@@ -168,9 +214,13 @@ impl ScoreSource {
         todo.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
         let bar = progress_bar(todo.len());
         let mut first_error: Option<String> = None;
+        if matches!(self.backend, Backend::Local { .. }) && !todo.is_empty() {
+            self.local_scorer()?;
+        }
         match &self.backend {
-            Backend::Local(scorer) => {
+            Backend::Local { scorer, .. } => {
                 for chunk in todo.chunks(LOCAL_CHUNK) {
+                    let Some(scorer) = scorer else { break };
                     let refs: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
                     for (&i, s) in chunk.iter().zip(scorer.score(&refs)?) {
                         let score = Score {

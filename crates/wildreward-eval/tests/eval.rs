@@ -234,6 +234,15 @@ fn wildfb_labelled_data_gets_calibration_and_the_cache_makes_a_second_report_fre
 
     let second = eval(&bench, &dir.path().join("b"), 100, Some(&cache));
     assert_eq!((second.scoring.scored, second.scoring.from_cache), (0, 6));
+    // Nothing to score: the model was not even loaded, yet the report still knows its head is random.
+    assert!(
+        second
+            .notes
+            .iter()
+            .any(|n| n.contains("seeded random head")),
+        "{:?}",
+        second.notes
+    );
     assert_eq!(second.accuracy, first.accuracy);
     assert_eq!(second.calibration, first.calibration);
     assert_eq!(second.consistency_auc, first.consistency_auc);
