@@ -147,11 +147,9 @@ fn write_files(model: &RewardModel, tmp: &Path, layout: Layout) -> Result<()> {
     };
     write(&tmp.join("config.json"), &pretty(&config))?;
     let weights = tmp.join("model.safetensors");
-    candle_core::safetensors::save(&tensors, &weights).map_err(|e| {
-        ModelError::Weights {
-            path: weights.clone(),
-            message: e.to_string(),
-        }
+    candle_core::safetensors::save(&tensors, &weights).map_err(|e| ModelError::Weights {
+        path: weights.clone(),
+        message: e.to_string(),
     })?;
     let tok = tmp.join("tokenizer.json");
     model

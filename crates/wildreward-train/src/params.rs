@@ -102,7 +102,13 @@ pub fn build(
     lora_scale: f64,
     seed: u64,
 ) -> Result<TrainableModel> {
-    build_any(ckpt, mode, Some(head_for(loss, num_labels)), lora_scale, seed)
+    build_any(
+        ckpt,
+        mode,
+        Some(head_for(loss, num_labels)),
+        lora_scale,
+        seed,
+    )
 }
 
 /// Builds a trainable *policy* (a causal LM for online DPO): `mode` as for reward models, but no
