@@ -59,11 +59,12 @@ PY
 
 echo "memory available: $(awk '/MemAvailable/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)" \
   "(full fine-tuning in Rust needs about 16 GiB at 4 × 512 tokens)" >&2
-# Peak RSS is read twice: VmHWM inside each process, and /usr/bin/time's maximum resident set.
+# Peak RSS is read twice: VmHWM inside each process, and /usr/bin/time's maximum resident set (with the
+# process's user and system CPU seconds and minor page faults, loading included).
 for mode in head full; do
-  /usr/bin/time -f '%M' -o "$OUT/rust-$mode.maxrss" \
+  /usr/bin/time -f '%U %S %R %M' -o "$OUT/rust-$mode.maxrss" \
     "$BENCH" step "$OUT/rm" "$OUT/ids.jsonl" "$mode" "$WARMUP" "$STEPS" "$CACHED_REPS" > "$OUT/rust-$mode.json"
-  /usr/bin/time -f '%M' -o "$OUT/torch-$mode.maxrss" \
+  /usr/bin/time -f '%U %S %R %M' -o "$OUT/torch-$mode.maxrss" \
     "$VENV/bin/python" scripts/bench/train_reference.py "$OUT/rm" "$OUT/ids.jsonl" "$mode" "$WARMUP" "$STEPS" \
     "$CACHED_REPS" "$THREADS" > "$OUT/torch-$mode.json"
 done
@@ -77,8 +78,8 @@ r0 = load("rust-full")
 print(f"batch: {r0['sequences']} sequences, {r0['tokens']} real tokens ({r0['padded_tokens']} padded); "
       f"timed steps: {r0['step']['steps']} after {r0['warmup_steps']} warm-up\n")
 print("| mode | what is timed | Rust s/step | PyTorch s/step | Rust tokens/s | PyTorch tokens/s | speed ratio "
-      "(mean / best step) | Rust peak RSS MiB | PyTorch peak RSS MiB | RSS ratio |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "(mean / best step) | CPU s/step Rust / PyTorch (ratio) | Rust peak RSS MiB | PyTorch peak RSS MiB | RSS ratio |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 rows = [("full", "step", "fwd + bwd + clip + AdamW"),
         ("head", "step", "first epoch: no-grad backbone features + head step"),
         ("head", "cached_step", "later epochs: head step on cached features")]
@@ -89,10 +90,15 @@ for mode, key, label in rows:
     rs, ps = r[key], p[key]
     rss_r, rss_p = max(r["peak_rss_mib"], maxrss(f"rust-{mode}")), max(p["peak_rss_mib"], maxrss(f"torch-{mode}"))
     speed, best = ps["step_seconds"] / rs["step_seconds"], ps["best_step_seconds"] / rs["best_step_seconds"]
+    # CPU time (10 ms ticks) is less sensitive to other work on the machine than wall time; meaningless
+    # for the sub-millisecond cached step.
+    cpu = (f"{rs['cpu_seconds']:.1f} / {ps['cpu_seconds']:.1f} ({ps['cpu_seconds'] / rs['cpu_seconds']:.2f}×)"
+           if key == "step" else "–")
     print(f"| {mode} | {label} | {rs['step_seconds']:.4g} | {ps['step_seconds']:.4g} | {rs['tokens_per_s']:.5g} | "
-          f"{ps['tokens_per_s']:.5g} | {speed:.2f}× / {best:.2f}× | {rss_r:.0f} | {rss_p:.0f} | {rss_r / rss_p:.2f}× |")
+          f"{ps['tokens_per_s']:.5g} | {speed:.2f}× / {best:.2f}× | {cpu} | {rss_r:.0f} | {rss_p:.0f} | {rss_r / rss_p:.2f}× |")
     summary[f"{mode}-{key}"] = {"rust_step_seconds": rs["step_seconds"], "torch_step_seconds": ps["step_seconds"],
-                                "speed_ratio": speed, "best_step_speed_ratio": best, "rust_peak_rss_mib": rss_r,
+                                "speed_ratio": speed, "best_step_speed_ratio": best,
+                                "rust_cpu_seconds": rs["cpu_seconds"], "torch_cpu_seconds": ps["cpu_seconds"], "rust_peak_rss_mib": rss_r,
                                 "torch_peak_rss_mib": rss_p, "rss_ratio": rss_r / rss_p}
 print()
 for mode in ("full", "head"):
@@ -104,6 +110,10 @@ for mode in ("full", "head"):
               f"{s['features_seconds']:.2f} s, forward {s['forward_seconds']:.2f} s, backward {s['backward_seconds']:.2f} s, "
               f"clip+AdamW {s['optimizer_seconds']:.2f} s, {s['cores_used']:.2f} cores used; load average "
               f"{d['load_average_before']:.1f} → {d['load_average_after']:.1f}; losses {[round(x, 5) for x in s['losses']]}")
+    for side, name in (("Rust", f"rust-{mode}"), ("PyTorch", f"torch-{mode}")):
+        user, system, faults, _ = open(f"{out}/{name}.maxrss").read().split()[-4:]
+        print(f"{mode} {side} whole process: {float(user):.1f} s user, {float(system):.1f} s system, "
+              f"{int(faults):,} minor page faults")
     # Same weights and ids, deterministic steps: the losses of both sides must follow each other.
     for a, b in zip(r["step"]["losses"], p["step"]["losses"]):
         assert abs(a - b) < 1e-3, (mode, "losses differ", r["step"]["losses"], p["step"]["losses"])
