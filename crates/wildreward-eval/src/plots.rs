@@ -116,6 +116,7 @@ fn threshold_curve(report: &Report, path: &Path) -> anyhow::Result<()> {
         .map_err(draw_err(path))?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("reward-gap threshold t")
         .y_desc("share")
         .label_style(("sans-serif", 15))
@@ -174,6 +175,7 @@ pub fn subset_bars(bars: &[Bar], title: &str, path: &Path) -> anyhow::Result<()>
         .map_err(draw_err(path))?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .disable_x_mesh()
         .x_labels(n.max(1) + 1)
         .x_label_formatter(&|x| match x {
@@ -236,6 +238,7 @@ fn reliability(cal: &Calibration, path: &Path) -> anyhow::Result<()> {
         .map_err(draw_err(path))?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("predicted probability")
         .y_desc("observed frequency")
         .label_style(("sans-serif", 15))
