@@ -152,12 +152,7 @@ impl DpoConfig {
 
     /// LoRA's α / r for rank `r`.
     pub fn lora_scale(&self, r: usize) -> f64 {
-        let alpha = if self.lora_alpha > 0.0 {
-            self.lora_alpha
-        } else {
-            2.0 * r as f64
-        };
-        alpha / r as f64
+        wildreward_train::config::lora_scale(self.lora_alpha, r)
     }
 }
 

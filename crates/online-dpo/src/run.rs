@@ -9,7 +9,7 @@ use crate::pairing::{best_vs_worst, Sample};
 use crate::prompts::{read_prompts, Prompt};
 use crate::rewards::RewardSource;
 use crate::rollout::{Answer, Sampler};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use wildreward_model::checkpoint::{save_as, Layout};
 use wildreward_model::{weights, LoadOptions, RewardModel};
-use wildreward_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use wildreward_train::optim::{accumulate, clip_grad_norm, AdamW, AdamWConfig};
 use wildreward_train::params::{build_policy, TrainableModel};
 use wildreward_train::state::{self, MetricsLog};
 use wildreward_train::TrainMode;
@@ -90,17 +90,6 @@ pub struct UpdateStats {
     pub tokens: usize,
 }
 
-fn device_of(spec: &str) -> Result<Device> {
-    if spec == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    let n = spec
-        .strip_prefix("cuda:")
-        .and_then(|n| n.parse::<usize>().ok())
-        .ok_or_else(|| DpoError::input(format!("device `{spec}`: expected cpu or cuda:N")))?;
-    Device::new_cuda(n).map_err(|e| DpoError::input(format!("device `{spec}`: {e}")))
-}
-
 /// The prompts of `step`: a fresh seeded shuffle per pass over the file.
 fn step_prompts(prompts: &[Prompt], per_step: usize, step: usize, seed: u64) -> Vec<&Prompt> {
     let n = prompts.len();
@@ -150,16 +139,7 @@ pub fn update(
         s.kl += ((pol_v[0] as f64 - rc) + (pol_v[1] as f64 - rr)) / (2.0 * n);
         s.tokens += prompt.len() * 2 + chosen.len() + rejected.len();
         let store = (loss / n)?.backward()?;
-        for p in &policy.params {
-            if let Some(g) = store.get(p.var.as_tensor()) {
-                let g = g.to_dtype(DType::F32)?;
-                let sum = match grads.remove(&p.name) {
-                    Some(prev) => (prev + g)?,
-                    None => g,
-                };
-                grads.insert(p.name.clone(), sum);
-            }
-        }
+        accumulate(&mut grads, &store, &policy.params)?;
     }
     clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
     opt.step(&grads, lr)?;
@@ -170,20 +150,9 @@ pub fn update(
 pub fn run(run: &DpoRun) -> Result<DpoReport> {
     let cfg = run.config.clone();
     cfg.validate()?;
-    let device = device_of(&cfg.device)?;
+    let device = wildreward_train::config::device(&cfg.device)?;
     let prompts = read_prompts(&run.prompts, 0)?;
-    std::fs::create_dir_all(&run.out).map_err(|e| DpoError::io(&run.out, e))?;
-    let resumed = if run.resume {
-        state::latest::<DpoState>(&run.out, &device)?
-    } else {
-        if run.out.join("metrics.jsonl").exists() {
-            return Err(DpoError::input(format!(
-                "{}: already holds a run; pass --resume to continue it or choose another --out",
-                run.out.display()
-            )));
-        }
-        None
-    };
+    let resumed = state::open_run::<DpoState>(&run.out, run.resume, &device)?;
     let empty = if cfg.empty_history == "inference" {
         EmptyHistory::Inference
     } else {

@@ -86,6 +86,30 @@ impl LossKind {
     }
 }
 
+/// The device a `device` setting names: `cpu`, `cuda` or `cuda:N` (CUDA needs the `cuda` feature).
+/// Shared by the trainer and online DPO.
+pub fn device(spec: &str) -> Result<candle_core::Device> {
+    if spec == "cpu" {
+        return Ok(candle_core::Device::Cpu);
+    }
+    let n = spec
+        .strip_prefix("cuda:")
+        .or_else(|| (spec == "cuda").then_some("0"))
+        .and_then(|n| n.parse::<usize>().ok())
+        .ok_or_else(|| TrainError::input(format!("device `{spec}`: expected cpu or cuda:N")))?;
+    candle_core::Device::new_cuda(n).map_err(|e| {
+        TrainError::input(format!(
+            "device `{spec}`: {e} (build with `--features cuda` on a machine with CUDA)"
+        ))
+    })
+}
+
+/// LoRA's scale α / r for rank `r`, with α = 2·r when `alpha` is 0 (unset).
+pub fn lora_scale(alpha: f64, r: usize) -> f64 {
+    let alpha = if alpha > 0.0 { alpha } else { 2.0 * r as f64 };
+    alpha / r as f64
+}
+
 /// Every setting of a training run. Field names are the TOML keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -214,12 +238,7 @@ impl TrainConfig {
 
     /// LoRA's scale α / r for rank `r`.
     pub fn lora_scale(&self, r: usize) -> f64 {
-        let alpha = if self.lora_alpha > 0.0 {
-            self.lora_alpha
-        } else {
-            2.0 * r as f64
-        };
-        alpha / r as f64
+        lora_scale(self.lora_alpha, r)
     }
 }
 

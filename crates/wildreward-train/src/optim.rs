@@ -121,6 +121,26 @@ impl AdamW {
     }
 }
 
+/// Adds the gradients `store` holds for `params` into `grads` (by name, in f32): gradient
+/// accumulation over micro-batches, shared by the reward-model trainer and online DPO.
+pub fn accumulate(
+    grads: &mut HashMap<String, Tensor>,
+    store: &candle_core::backprop::GradStore,
+    params: &[Param],
+) -> Result<()> {
+    for p in params {
+        if let Some(g) = store.get(p.var.as_tensor()) {
+            let g = g.to_dtype(DType::F32)?;
+            let sum = match grads.remove(&p.name) {
+                Some(prev) => (prev + g)?,
+                None => g,
+            };
+            grads.insert(p.name.clone(), sum);
+        }
+    }
+    Ok(())
+}
+
 /// The learning rate at (0-based) `step` of `total`: linear warmup over `warmup` steps — the first
 /// update already uses `peak / warmup`, not 0 as HF's schedule does — then linear decay to 0.
 pub fn lr_at(step: usize, total: usize, warmup: usize, peak: f64) -> f64 {

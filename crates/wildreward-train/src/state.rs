@@ -104,6 +104,27 @@ pub fn save<S: Serialize>(
     Ok(dir)
 }
 
+/// Opens a run's output directory: creates it, and with `resume` returns its newest complete
+/// checkpoint (if any); without `resume` a directory that already holds a run (`metrics.jsonl`) is
+/// refused rather than overwritten. Shared by the trainer and online DPO.
+pub fn open_run<S: serde::de::DeserializeOwned>(
+    out: &Path,
+    resume: bool,
+    device: &Device,
+) -> Result<Option<Resumed<S>>> {
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    if resume {
+        return latest(out, device);
+    }
+    if out.join("metrics.jsonl").exists() {
+        return Err(TrainError::input(format!(
+            "{}: already holds a run; pass --resume to continue it or choose another --out",
+            out.display()
+        )));
+    }
+    Ok(None)
+}
+
 /// The newest complete checkpoint under `out`, if any.
 pub fn latest<S: serde::de::DeserializeOwned>(
     out: &Path,

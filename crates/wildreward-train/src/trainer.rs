@@ -8,10 +8,10 @@ use crate::data::{read_split, Encoded, Encoder};
 use crate::error::{Result, TrainError};
 use crate::forward::{caches_features, logits, loss_of, FeatureCache};
 use crate::metrics;
-use crate::optim::{clip_grad_norm, lr_at, AdamW, AdamWConfig};
+use crate::optim::{accumulate, clip_grad_norm, lr_at, AdamW, AdamWConfig};
 use crate::params::{build, TrainableModel};
 use crate::state::{self, MetricsLog, TrainerState};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
@@ -66,26 +66,6 @@ pub struct TrainReport {
     pub final_eval: serde_json::Value,
     /// Where the model was saved.
     pub out: PathBuf,
-}
-
-fn device_of(spec: &str) -> Result<Device> {
-    match spec {
-        "cpu" => Ok(Device::Cpu),
-        s => {
-            let n = s
-                .strip_prefix("cuda:")
-                .or_else(|| (s == "cuda").then_some("0"))
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(|| {
-                    TrainError::input(format!("device `{s}`: expected cpu or cuda:N"))
-                })?;
-            Device::new_cuda(n).map_err(|e| {
-                TrainError::input(format!(
-                    "device `{s}`: {e} (build with `--features cuda` on a machine with CUDA)"
-                ))
-            })
-        }
-    }
 }
 
 fn bar(show: bool, len: u64, template: &str) -> ProgressBar {
@@ -195,7 +175,7 @@ impl Trainer {
 pub fn train(run: &TrainRun) -> Result<TrainReport> {
     let cfg = run.config.clone();
     cfg.validate()?;
-    let device = device_of(&cfg.device)?;
+    let device = crate::config::device(&cfg.device)?;
     let pairs = cfg.loss.is_pairwise();
     let (train_path, test_path) = (run.data.join("train.jsonl"), run.data.join("test.jsonl"));
     for p in [&train_path, &test_path] {
@@ -209,18 +189,7 @@ pub fn train(run: &TrainRun) -> Result<TrainReport> {
     let train_examples = read_split(&train_path, pairs, cfg.train_limit)?;
     let test_examples = read_split(&test_path, pairs, cfg.eval_limit)?;
 
-    std::fs::create_dir_all(&run.out).map_err(|e| TrainError::io(&run.out, e))?;
-    let resumed = if run.resume {
-        state::latest::<TrainerState>(&run.out, &device)?
-    } else {
-        if run.out.join("metrics.jsonl").exists() {
-            return Err(TrainError::input(format!(
-                "{}: already holds a training run; pass --resume to continue it or choose another --out",
-                run.out.display()
-            )));
-        }
-        None
-    };
+    let resumed = state::open_run::<TrainerState>(&run.out, run.resume, &device)?;
     if run.resume && resumed.is_none() {
         eprintln!(
             "wildreward train: no checkpoint in {} yet, starting from scratch",
@@ -372,16 +341,7 @@ pub fn train(run: &TrainRun) -> Result<TrainReport> {
             loss_value += value * weight;
             tokens += idx.iter().map(|&i| lengths[i]).sum::<usize>();
             let store = (loss * weight)?.backward()?;
-            for p in &trainer.tm.params {
-                if let Some(g) = store.get(p.var.as_tensor()) {
-                    let g = g.to_dtype(DType::F32)?;
-                    let sum = match grads.remove(&p.name) {
-                        Some(prev) => (prev + g)?,
-                        None => g,
-                    };
-                    grads.insert(p.name.clone(), sum);
-                }
-            }
+            accumulate(&mut grads, &store, &trainer.tm.params)?;
         }
         let grad_norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
         opt.step(&grads, lr)?;
