@@ -195,15 +195,8 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("online-dpo: error: {e:#}");
             if e.downcast_ref::<BadInput>().is_some()
-                || matches!(
-                    e.downcast_ref::<ModelError>(),
-                    Some(
-                        ModelError::Config { .. }
-                            | ModelError::Weights { .. }
-                            | ModelError::Tokenizer { .. }
-                            | ModelError::Input(_)
-                    )
-                )
+                || e.downcast_ref::<ModelError>()
+                    .is_some_and(ModelError::is_bad_input)
             {
                 ExitCode::from(EXIT_BAD_INPUT)
             } else {

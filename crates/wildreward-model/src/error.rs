@@ -47,6 +47,18 @@ pub enum ModelError {
 }
 
 impl ModelError {
+    /// Whether this is the user's input at fault (a config, weights or tokenizer file that cannot be
+    /// used, or bad text): the binaries exit 65 for these, 1 for the rest.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            ModelError::Config { .. }
+                | ModelError::Weights { .. }
+                | ModelError::Tokenizer { .. }
+                | ModelError::Input(_)
+        )
+    }
+
     /// Wraps an I/O error with its file.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ModelError::Io {

@@ -108,15 +108,8 @@ fn main() -> ExitCode {
             if e.downcast_ref::<StageNotBuilt>().is_some() {
                 ExitCode::from(EXIT_NOT_BUILT)
             } else if e.downcast_ref::<BadInput>().is_some()
-                || matches!(
-                    e.downcast_ref::<ModelError>(),
-                    Some(
-                        ModelError::Config { .. }
-                            | ModelError::Weights { .. }
-                            | ModelError::Tokenizer { .. }
-                            | ModelError::Input(_)
-                    )
-                )
+                || e.downcast_ref::<ModelError>()
+                    .is_some_and(ModelError::is_bad_input)
             {
                 ExitCode::from(EXIT_BAD_INPUT)
             } else {
