@@ -3,17 +3,67 @@
 //! KV-cache path and the LM head for generation. Tensor names are the HF checkpoint's.
 
 use crate::config::{Architecture, ModelConfig};
-use crate::nn::{
-    causal_padding_mask, inv_freq, repeat_kv, softmax_last, Kernels, Linear, RmsNorm, Rotary,
-};
+use crate::nn::{causal_padding_mask, inv_freq, softmax_last, Kernels, Linear, RmsNorm, Rotary};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-/// Keys and values of earlier positions, one entry per layer, for incremental decoding.
+/// Keys and values of earlier positions, one entry per layer, for incremental decoding. Each layer's
+/// keys and values live in buffers with room to spare (`[batch, kv_heads, capacity, head_dim]`), filled
+/// in place, so a decoding step copies only its new position instead of the whole cache.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerCache>>,
     len: usize,
+}
+
+/// One layer's key and value buffers; positions `0..len` are filled.
+#[derive(Debug, Clone)]
+struct LayerCache {
+    k: Tensor,
+    v: Tensor,
+    len: usize,
+}
+
+/// Positions added to a cache buffer whenever it runs out of room.
+const CACHE_CHUNK: usize = 256;
+
+impl LayerCache {
+    /// Appends `k`, `v` (`[batch, kv_heads, new, head_dim]`) and returns views of every cached
+    /// position.
+    fn append(slot: &mut Option<Self>, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, kv, t, hd) = k.dims4()?;
+        let len = slot.as_ref().map_or(0, |c| c.len);
+        let capacity = slot.as_ref().map_or(0, |c| c.k.dim(2).unwrap_or(0));
+        if len + t > capacity {
+            let capacity = (len + t).div_ceil(CACHE_CHUNK) * CACHE_CHUNK;
+            let grown = |old: Option<&Tensor>| -> Result<Tensor> {
+                let buf = Tensor::zeros((b, kv, capacity, hd), k.dtype(), k.device())?;
+                if let Some(old) = old {
+                    buf.slice_set(&old.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+                }
+                Ok(buf)
+            };
+            let (k_buf, v_buf) = (
+                grown(slot.as_ref().map(|c| &c.k))?,
+                grown(slot.as_ref().map(|c| &c.v))?,
+            );
+            *slot = Some(Self {
+                k: k_buf,
+                v: v_buf,
+                len,
+            });
+        }
+        let Some(cache) = slot.as_mut() else {
+            candle_core::bail!("KV cache slot is empty after allocation");
+        };
+        cache.k.slice_set(&k.contiguous()?, 2, len)?;
+        cache.v.slice_set(&v.contiguous()?, 2, len)?;
+        cache.len = len + t;
+        Ok((
+            cache.k.narrow(2, 0, cache.len)?,
+            cache.v.narrow(2, 0, cache.len)?,
+        ))
+    }
 }
 
 impl KvCache {
@@ -34,9 +84,9 @@ impl KvCache {
 
     /// Repeats a single-row cache `n` times along the batch, so `n` samples share one prompt pass.
     pub fn expand_batch(&mut self, n: usize) -> Result<()> {
-        for (k, v) in self.layers.iter_mut().flatten() {
-            *k = k.repeat((n, 1, 1, 1))?;
-            *v = v.repeat((n, 1, 1, 1))?;
+        for c in self.layers.iter_mut().flatten() {
+            c.k = c.k.repeat((n, 1, 1, 1))?;
+            c.v = c.v.repeat((n, 1, 1, 1))?;
         }
         Ok(())
     }
@@ -44,7 +94,7 @@ impl KvCache {
 
 /// Multi-head attention with grouped key/value heads and rotary positions.
 #[derive(Debug, Clone)]
-struct Attention {
+pub(crate) struct Attention {
     q_proj: Linear,
     k_proj: Linear,
     v_proj: Linear,
@@ -98,6 +148,32 @@ impl Attention {
         })
     }
 
+    /// `(heads, kv_heads, head_dim)`.
+    pub(crate) fn head_counts(&self) -> (usize, usize, usize) {
+        (self.n_heads, self.n_kv_heads, self.head_dim)
+    }
+
+    pub(crate) fn q_proj(&self) -> &Linear {
+        &self.q_proj
+    }
+
+    pub(crate) fn k_proj(&self) -> &Linear {
+        &self.k_proj
+    }
+
+    pub(crate) fn v_proj(&self) -> &Linear {
+        &self.v_proj
+    }
+
+    pub(crate) fn o_proj(&self) -> &Linear {
+        &self.o_proj
+    }
+
+    /// Qwen3's per-head query and key norms.
+    pub(crate) fn qk_norms(&self) -> (Option<&RmsNorm>, Option<&RmsNorm>) {
+        (self.q_norm.as_ref(), self.k_norm.as_ref())
+    }
+
     /// `[b, l, heads·hd]` → `[b, heads, l, hd]`, with the per-head norm when the model has one.
     fn split_heads(&self, x: Tensor, heads: usize, norm: Option<&RmsNorm>) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
@@ -115,7 +191,7 @@ impl Attention {
         rotary: &Rotary,
         offset: usize,
         mask: Option<&Tensor>,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<&mut Option<LayerCache>>,
     ) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
         let q = self.split_heads(self.q_proj.forward(x)?, self.n_heads, self.q_norm.as_ref())?;
@@ -126,26 +202,34 @@ impl Attention {
         )?;
         let v = self.split_heads(self.v_proj.forward(x)?, self.n_kv_heads, None)?;
         let q = rotary.apply(&q, offset, self.kernels)?;
-        let mut k = rotary.apply(&k, offset, self.kernels)?;
-        let mut v = v;
-        if let Some(slot) = cache {
-            if let Some((pk, pv)) = slot.as_ref() {
-                k = Tensor::cat(&[pk, &k], 2)?;
-                v = Tensor::cat(&[pv, &v], 2)?;
-            }
-            *slot = Some((k.clone(), v.clone()));
-        }
+        let k = rotary.apply(&k, offset, self.kernels)?;
+        let (k, v) = match cache {
+            Some(slot) => LayerCache::append(slot, &k, &v)?,
+            None => (k, v),
+        };
+        // Grouped-query attention without copying keys and values per query head: the `n_rep` query
+        // heads that share a key/value head are stacked as extra query rows of that group
+        // (`[b, kv, n_rep·l, hd]`; head h = g·n_rep + r is rows r·l.. of group g).
         let n_rep = self.n_heads / self.n_kv_heads;
-        let k = repeat_kv(k, n_rep)?.contiguous()?;
-        let v = repeat_kv(v, n_rep)?.contiguous()?;
-        let q = (q * (1.0 / (self.head_dim as f64).sqrt()))?;
+        let keys = k.dim(2)?;
+        let q = (q * (1.0 / (self.head_dim as f64).sqrt()))?.reshape((
+            b,
+            self.n_kv_heads,
+            n_rep * l,
+            self.head_dim,
+        ))?;
         let scores = q.matmul(&k.t()?)?;
         let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
+            Some(m) => scores
+                .reshape((b, self.n_kv_heads, n_rep, l, keys))?
+                .broadcast_add(&m.unsqueeze(2)?)?
+                .reshape((b, self.n_kv_heads, n_rep * l, keys))?,
             None => scores,
         };
         let probs = softmax_last(&scores, self.kernels)?;
-        let out = probs.matmul(&v)?;
+        let out = probs
+            .matmul(&v)?
+            .reshape((b, self.n_heads, l, self.head_dim))?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, l, self.n_heads * self.head_dim))?;
@@ -155,7 +239,7 @@ impl Attention {
 
 /// The gated MLP: `down(silu(gate(x)) · up(x))`.
 #[derive(Debug, Clone)]
-struct Mlp {
+pub(crate) struct Mlp {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
@@ -173,6 +257,20 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    pub(crate) fn gate(&self) -> &Linear {
+        &self.gate_proj
+    }
+
+    pub(crate) fn up(&self) -> &Linear {
+        &self.up_proj
+    }
+
+    pub(crate) fn down(&self) -> &Linear {
+        &self.down_proj
+    }
+}
+
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gate = self.gate_proj.forward(x)?.silu()?;
@@ -182,7 +280,7 @@ impl Module for Mlp {
 
 /// One pre-norm decoder block.
 #[derive(Debug, Clone)]
-struct DecoderLayer {
+pub(crate) struct DecoderLayer {
     input_layernorm: RmsNorm,
     self_attn: Attention,
     post_attention_layernorm: RmsNorm,
@@ -215,13 +313,45 @@ impl DecoderLayer {
         })
     }
 
+    pub(crate) fn attention(&self) -> &Attention {
+        &self.self_attn
+    }
+
+    pub(crate) fn mlp(&self) -> &Mlp {
+        &self.mlp
+    }
+
+    pub(crate) fn input_norm(&self) -> &RmsNorm {
+        &self.input_layernorm
+    }
+
+    pub(crate) fn post_attention_norm(&self) -> &RmsNorm {
+        &self.post_attention_layernorm
+    }
+
+    /// Every projection of the block.
+    pub(crate) fn linears(&self) -> impl Iterator<Item = &Linear> {
+        let a = &self.self_attn;
+        let m = &self.mlp;
+        [
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ]
+        .into_iter()
+    }
+
     fn forward(
         &self,
         x: &Tensor,
         rotary: &Rotary,
         offset: usize,
         mask: Option<&Tensor>,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<&mut Option<LayerCache>>,
     ) -> Result<Tensor> {
         let attn = self.self_attn.forward(
             &self.input_layernorm.forward(x)?,
@@ -288,6 +418,43 @@ impl Backbone {
             dtype: vb.dtype(),
             device: vb.device().clone(),
         })
+    }
+
+    pub(crate) fn layers(&self) -> &[DecoderLayer] {
+        &self.layers
+    }
+
+    /// The `[vocab, hidden]` token embeddings.
+    pub fn embeddings(&self) -> &Tensor {
+        &self.embed_tokens
+    }
+
+    pub(crate) fn rotary(&self) -> &Rotary {
+        &self.rotary
+    }
+
+    pub(crate) fn final_norm(&self) -> &RmsNorm {
+        &self.norm
+    }
+
+    /// Final hidden states at each row's last token, `[rows, hidden]`, for unpadded rows of token ids:
+    /// the same numbers as [`Backbone::forward`] then [`Backbone::last_token`] on the padded batch,
+    /// computed by the packed CPU forward (no padding, no gradient) when [`crate::packed::supports`]
+    /// this model, else by exactly that padded path.
+    pub fn last_hidden(&self, rows: &[&[u32]]) -> Result<Tensor> {
+        if crate::packed::supports(self) {
+            return crate::packed::last_hidden(self, rows);
+        }
+        let longest = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        let mut flat = Vec::with_capacity(rows.len() * longest);
+        for r in rows {
+            flat.extend_from_slice(r);
+            flat.extend(std::iter::repeat_n(0u32, longest - r.len()));
+        }
+        let ids = Tensor::from_vec(flat, (rows.len(), longest), &self.device)?;
+        let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
+        let hidden = self.forward(&ids, &lengths)?;
+        Self::last_token(&hidden, &lengths)
     }
 
     /// Model width.

@@ -108,15 +108,7 @@ fn pick(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -> u32 {
     let total: f32 = probs.iter().map(|p| p.1).sum();
     probs.iter_mut().for_each(|p| p.1 /= total);
     if params.top_p < 1.0 {
-        probs.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let mut acc = 0.0;
-        let keep = probs
-            .iter()
-            .position(|p| {
-                acc += p.1;
-                acc >= params.top_p
-            })
-            .map_or(probs.len(), |i| i + 1);
+        let keep = nucleus(&mut probs, params.top_p);
         probs.truncate(keep);
     }
     let total: f32 = probs.iter().map(|p| p.1).sum();
@@ -128,6 +120,31 @@ fn pick(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -> u32 {
         }
     }
     probs.last().map_or(0, |p| p.0)
+}
+
+/// Orders the most probable tokens first and returns how many of them the nucleus keeps (the fewest
+/// whose mass reaches `top_p`). Selects the top k (k growing 8× at a time) instead of sorting the
+/// whole vocabulary: the nucleus is usually a few dozen tokens out of tens of thousands.
+fn nucleus(probs: &mut [(u32, f32)], top_p: f32) -> usize {
+    let descending = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1);
+    let mut k = probs.len().min(64);
+    loop {
+        if k < probs.len() {
+            probs.select_nth_unstable_by(k - 1, descending);
+        }
+        probs[..k].sort_by(descending);
+        let mut acc = 0.0;
+        if let Some(i) = probs[..k].iter().position(|p| {
+            acc += p.1;
+            acc >= top_p
+        }) {
+            return i + 1;
+        }
+        if k == probs.len() {
+            return k;
+        }
+        k = (k * 8).min(probs.len());
+    }
 }
 
 /// The index of the largest logit (first on ties).
@@ -144,6 +161,33 @@ pub fn argmax(logits: &[f32]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_nucleus_is_what_a_full_sort_keeps() {
+        let mut rng = StdRng::seed_from_u64(1);
+        for (len, top_p) in [(10, 0.5), (1000, 0.9), (5000, 0.999), (5000, 0.2)] {
+            let raw: Vec<f32> = (0..len).map(|_| rng.random::<f32>().powi(8)).collect();
+            let total: f32 = raw.iter().sum();
+            let mut probs: Vec<(u32, f32)> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| (i as u32, p / total))
+                .collect();
+            let mut sorted = probs.clone();
+            sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let mut acc = 0.0;
+            let want = sorted
+                .iter()
+                .position(|p| {
+                    acc += p.1;
+                    acc >= top_p
+                })
+                .map_or(len, |i| i + 1);
+            let keep = nucleus(&mut probs, top_p);
+            assert_eq!(keep, want, "len {len} top_p {top_p}");
+            assert_eq!(&probs[..keep], &sorted[..keep]);
+        }
+    }
 
     #[test]
     fn greedy_picks_the_argmax_and_top_p_keeps_the_nucleus() {

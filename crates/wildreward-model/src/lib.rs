@@ -10,7 +10,8 @@
 //! Dependencies and why: `candle-core` / `candle-nn` are the tensor library (CPU by default, CUDA with
 //! the `cuda` feature, which needs nvcc and is never enabled in CI); `tokenizers` is the HF tokenizer
 //! candle itself uses; `hf-hub` (no network features) finds models in the local hub cache; `rand`
-//! seeds new heads and sampling; `cudarc` (optional) is candle's CUDA driver binding.
+//! seeds new heads and sampling; `gemm` (the kernel under candle's CPU matmul) and `rayon` run the
+//! packed CPU scoring forward ([`packed`]); `cudarc` (optional) is candle's CUDA driver binding.
 
 pub mod assets;
 pub mod backbone;
@@ -23,6 +24,7 @@ pub mod head;
 pub mod loss;
 pub mod model;
 pub mod nn;
+pub mod packed;
 pub mod scorer;
 pub mod tokenizer;
 pub mod weights;

@@ -162,6 +162,12 @@ impl RewardModel {
         self.head.forward(&pooled)
     }
 
+    /// Reward logits `[rows, outputs]` (f32) for unpadded rows of token ids: the packed CPU forward
+    /// when the model allows it (see [`Backbone::last_hidden`]), else one right-padded batch.
+    pub fn logits_of_rows(&self, rows: &[&[u32]]) -> candle_core::Result<Tensor> {
+        self.head.forward(&self.backbone.last_hidden(rows)?)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.config

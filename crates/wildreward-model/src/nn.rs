@@ -94,6 +94,11 @@ impl Linear {
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
     }
+
+    /// The LoRA adapter, if one was loaded.
+    pub fn adapter(&self) -> Option<&Lora> {
+        self.lora.as_ref()
+    }
 }
 
 impl Module for Linear {
@@ -143,6 +148,18 @@ impl RmsNorm {
             eps,
             kernels,
         })
+    }
+}
+
+impl RmsNorm {
+    /// The learned scale.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The variance epsilon.
+    pub fn eps(&self) -> f64 {
+        self.eps
     }
 }
 
@@ -202,6 +219,11 @@ impl Rotary {
             cos: freqs.cos()?.to_dtype(dtype)?,
             sin: freqs.sin()?.to_dtype(dtype)?,
         })
+    }
+
+    /// The `[max_positions, head_dim / 2]` cos and sin tables.
+    pub fn tables(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
     }
 
     /// Positions available.
@@ -273,15 +295,4 @@ pub fn causal_padding_mask(
         }
     }
     Tensor::from_vec(data, (lengths.len(), 1, queries, keys), device)?.to_dtype(dtype)
-}
-
-/// Repeats key/value heads for grouped-query attention: `[b, kv, s, d]` → `[b, kv·n_rep, s, d]`.
-pub fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
-    if n_rep == 1 {
-        return Ok(x);
-    }
-    let (b, kv, s, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .expand((b, kv, n_rep, s, d))?
-        .reshape((b, kv * n_rep, s, d))
 }

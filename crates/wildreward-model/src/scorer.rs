@@ -5,7 +5,6 @@
 use crate::error::{ModelError, Result};
 use crate::head::reward_of;
 use crate::model::RewardModel;
-use candle_core::Tensor;
 
 /// Which part of an over-long text to drop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,6 +75,11 @@ impl Scorer {
         &self.model
     }
 
+    /// Whether batches run packed (no padding; [`crate::packed`]) rather than right-padded.
+    pub fn packs_rows(&self) -> bool {
+        crate::packed::supports(self.model.backbone())
+    }
+
     /// The options.
     pub fn options(&self) -> &ScorerOptions {
         &self.opts
@@ -130,11 +134,13 @@ impl Scorer {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let mut out: Vec<Option<Scored>> = vec![None; ids.len()];
+        let padded = !self.packs_rows();
         for batch in plan_batches(
             &order,
             ids,
             self.opts.max_batch_tokens,
             self.opts.max_batch_size,
+            padded,
         ) {
             let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
             for (&i, scored) in batch.iter().zip(self.score_batch(&rows)?) {
@@ -147,19 +153,10 @@ impl Scorer {
             .collect()
     }
 
-    /// One right-padded forward pass over `rows`.
+    /// One forward pass over `rows` (packed, or right-padded where the packed path cannot run).
     fn score_batch(&self, rows: &[&[u32]]) -> Result<Vec<Scored>> {
-        let longest = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-        let pad = self.model.pad_id();
-        let mut flat = Vec::with_capacity(rows.len() * longest);
-        for r in rows {
-            flat.extend_from_slice(r);
-            flat.extend(std::iter::repeat_n(pad, longest - r.len()));
-        }
-        let device = self.model.backbone().device();
-        let ids = Tensor::from_vec(flat, (rows.len(), longest), device)?;
         let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
-        let logits: Vec<Vec<f32>> = self.model.logits(&ids, &lengths)?.to_vec2()?;
+        let logits: Vec<Vec<f32>> = self.model.logits_of_rows(rows)?.to_vec2()?;
         let kind = self.model.head().kind();
         Ok(logits
             .into_iter()
@@ -178,29 +175,32 @@ impl Scorer {
     }
 }
 
-/// Groups indexes (already sorted longest first) into batches whose padded size (rows × longest)
-/// stays within `max_tokens` and whose row count within `max_rows`. A single over-budget row still
-/// gets its own batch.
+/// Groups indexes (already sorted longest first) into batches of at most `max_rows` rows whose size
+/// stays within `max_tokens`: the padded size (rows × longest) when `padded`, the real tokens
+/// otherwise (the packed forward). A single over-budget row still gets its own batch.
 pub fn plan_batches(
     order: &[usize],
     ids: &[Vec<u32>],
     max_tokens: usize,
     max_rows: usize,
+    padded: bool,
 ) -> Vec<Vec<usize>> {
     let mut batches = Vec::new();
     let mut current: Vec<usize> = Vec::new();
-    let mut longest = 0;
+    let (mut longest, mut total) = (0, 0);
     for &i in order {
         let len = ids[i].len();
-        let new_longest = longest.max(len);
-        if !current.is_empty()
-            && (current.len() + 1 > max_rows || new_longest * (current.len() + 1) > max_tokens)
-        {
-            batches.push(std::mem::take(&mut current));
-            longest = len;
+        let size = if padded {
+            longest.max(len) * (current.len() + 1)
         } else {
-            longest = new_longest;
+            total + len
+        };
+        if !current.is_empty() && (current.len() + 1 > max_rows || size > max_tokens) {
+            batches.push(std::mem::take(&mut current));
+            (longest, total) = (0, 0);
         }
+        longest = longest.max(len);
+        total += len;
         current.push(i);
     }
     if !current.is_empty() {
@@ -221,7 +221,7 @@ mod tests {
             .collect();
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-        let batches = plan_batches(&order, &ids, 20, 3);
+        let batches = plan_batches(&order, &ids, 20, 3, true);
         for b in &batches {
             let longest = b.iter().map(|&i| ids[i].len()).max().unwrap();
             assert!(b.len() <= 3);
@@ -231,5 +231,8 @@ mod tests {
         all.sort();
         assert_eq!(all, (0..ids.len()).collect::<Vec<_>>());
         assert_eq!(batches[0], vec![7], "the 50-token row goes alone");
+        // Packed: real tokens count, not padding.
+        let packed = plan_batches(&order, &ids, 20, 8, false);
+        assert_eq!(packed, vec![vec![7], vec![0, 1], vec![2, 3, 4, 5, 6]]);
     }
 }

@@ -192,3 +192,76 @@ fn gradients_match_finite_differences_qwen2_biases() {
 fn gradients_match_finite_differences_qwen3_qk_norm() {
     check("qwen3");
 }
+
+/// The KV cache grows in place (chunks of 256 positions): decoding one token at a time past a chunk
+/// boundary, after a shared prompt expanded to two samples, gives the full sequence's hidden states.
+#[test]
+fn cached_decoding_past_a_cache_chunk_matches_the_full_sequence() {
+    let mut cfg = config("llama");
+    cfg.max_position_embeddings = Some(512);
+    let dev = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(3);
+    let tensors: HashMap<String, Tensor> = shapes(&cfg, "llama")
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let data: Vec<f64> = (0..n).map(|_| rng.random::<f64>() - 0.5).collect();
+            (name, Tensor::from_vec(data, shape, &dev).unwrap())
+        })
+        .collect();
+    let bb = Backbone::load(
+        VarBuilder::from_tensors(tensors, DType::F64, &dev),
+        &cfg,
+        Kernels::Differentiable,
+    )
+    .unwrap();
+    let ids: Vec<u32> = (0..300).map(|_| rng.random_range(0..11)).collect();
+    let full = bb
+        .forward(
+            &Tensor::new(ids.as_slice(), &dev)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap(),
+            &[300],
+        )
+        .unwrap();
+    let mut cache = wildreward_model::KvCache::new();
+    let prompt = 250;
+    let first = bb
+        .forward_cached(
+            &Tensor::new(&ids[..prompt], &dev)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap(),
+            &mut cache,
+        )
+        .unwrap();
+    let mut got = vec![first.squeeze(0).unwrap()];
+    cache.expand_batch(2).unwrap();
+    for &id in &ids[prompt..] {
+        let step = Tensor::new(&[[id], [id]], &dev).unwrap();
+        let h = bb.forward_cached(&step, &mut cache).unwrap();
+        let (a, b) = (h.get(0).unwrap(), h.get(1).unwrap());
+        let diff: f64 = (&a - &b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-12, "the two samples differ by {diff}");
+        got.push(a);
+    }
+    assert_eq!(cache.len(), 300);
+    let got = Tensor::cat(&got, 0).unwrap();
+    let diff: f64 = (got - full.squeeze(0).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(diff < 1e-10, "cached vs full: {diff}");
+}

@@ -1,6 +1,7 @@
 //! Our backbone and ordinal head against transformers on tiny random models of every supported family
 //! (tests/fixtures/parity, made by scripts/parity/make_tiny_fixtures.py): Llama 3.1 with `llama3` RoPE
-//! scaling, Mistral, Qwen2 (q/k/v biases), Qwen3 (q/k norms, explicit head_dim). Right-padded batch.
+//! scaling, Mistral, Qwen2 (q/k/v biases), Qwen3 (q/k norms, explicit head_dim). Right-padded batch,
+//! and the same rows unpadded through the packed CPU forward.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -32,6 +33,14 @@ fn check(arch: &str, kernels: Kernels) {
         kernels,
     )
     .unwrap();
+    // The packed CPU forward (scoring's fast path) on the same rows, unpadded.
+    assert!(wildreward_model::packed::supports(&bb));
+    let rows: Vec<&[u32]> = ids.iter().zip(&lengths).map(|(r, &n)| &r[..n]).collect();
+    let packed: Vec<Vec<f32>> = head
+        .forward(&bb.last_hidden(&rows).unwrap())
+        .unwrap()
+        .to_vec2()
+        .unwrap();
     let ids = Tensor::new(ids, &Device::Cpu).unwrap();
     let hidden = bb.forward(&ids, &lengths).unwrap();
     let got: Vec<Vec<f32>> = head
@@ -39,12 +48,14 @@ fn check(arch: &str, kernels: Kernels) {
         .unwrap()
         .to_vec2()
         .unwrap();
-    for (row, (g, w)) in got.iter().zip(&want).enumerate() {
-        for (a, b) in g.iter().zip(w) {
-            assert!(
-                (a - b).abs() <= 1e-5,
-                "{arch} {kernels:?} row {row}: ours {g:?} vs transformers {w:?}"
-            );
+    for (path, got) in [("padded", got), ("packed", packed)] {
+        for (row, (g, w)) in got.iter().zip(&want).enumerate() {
+            for (a, b) in g.iter().zip(w) {
+                assert!(
+                    (a - b).abs() <= 1e-5,
+                    "{arch} {kernels:?} {path} row {row}: ours {g:?} vs transformers {w:?}"
+                );
+            }
         }
     }
 }

@@ -118,7 +118,7 @@ fn greedy_decoding_answers_paris_and_cache_matches_full_sequence() {
 }
 
 fn texts() -> Vec<String> {
-    let long_history: Vec<Message> = (0..6)
+    let long_history: Vec<Message> = (0..12)
         .flat_map(|i| {
             [
                 Message::user(format!("Question number {i}: how do rivers form deltas?")),
@@ -144,32 +144,72 @@ fn texts() -> Vec<String> {
     ]
 }
 
+/// Right-pads token rows into one batch for `RewardModel::logits`.
+fn padded(rows: &[Vec<u32>], pad: u32) -> (Tensor, Vec<usize>) {
+    let longest = rows.iter().map(Vec::len).max().unwrap();
+    let flat: Vec<u32> = rows
+        .iter()
+        .flat_map(|r| {
+            r.iter()
+                .copied()
+                .chain(std::iter::repeat_n(pad, longest - r.len()))
+        })
+        .collect();
+    let ids = Tensor::from_vec(flat, (rows.len(), longest), &Device::Cpu).unwrap();
+    (ids, rows.iter().map(Vec::len).collect())
+}
+
 #[test]
-fn padding_invariance_and_fused_kernels_agree_with_differentiable_ones() {
+fn packed_scoring_padding_invariance_and_fused_kernels_agree_with_differentiable_ones() {
     let texts = texts();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let fused = Scorer::new(model(Kernels::Fused), ScorerOptions::default());
-    let diff = Scorer::new(model(Kernels::Differentiable), ScorerOptions::default());
-    let batched = fused.score(&refs).unwrap();
-    let batched_diff = diff.score(&refs).unwrap();
+    let fused_model = model(Kernels::Fused);
+    let scorer = Scorer::new(fused_model.clone(), ScorerOptions::default());
+    assert!(
+        scorer.packs_rows(),
+        "f32 on the CPU runs the packed forward"
+    );
+    let batched = scorer.score(&refs).unwrap();
+    // The same rows right-padded into one batch through the differentiable (training) kernels and
+    // the fused ones.
+    let rows: Vec<Vec<u32>> = scorer
+        .tokenize(&refs)
+        .unwrap()
+        .into_iter()
+        .map(|(ids, _)| ids)
+        .collect();
+    let (ids, lengths) = padded(&rows, fused_model.pad_id());
+    let diff: Vec<Vec<f32>> = model(Kernels::Differentiable)
+        .logits(&ids, &lengths)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    let fused: Vec<Vec<f32>> = fused_model
+        .logits(&ids, &lengths)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
     for (i, t) in refs.iter().enumerate() {
-        let alone = fused.score(&[t]).unwrap().remove(0);
+        let alone = scorer.score(&[t]).unwrap().remove(0);
         assert!(
             (alone.reward - batched[i].reward).abs() <= 1e-5,
             "text {i}: alone {} vs batched {}",
             alone.reward,
             batched[i].reward
         );
-        assert!(
-            (batched_diff[i].reward - batched[i].reward).abs() <= 1e-5,
-            "text {i}: differentiable {} vs fused {}",
-            batched_diff[i].reward,
-            batched[i].reward
-        );
+        for (path, want) in [("differentiable", &diff[i]), ("fused", &fused[i])] {
+            for (a, b) in batched[i].logits.iter().zip(want) {
+                assert!(
+                    (a - b).abs() <= 2e-5,
+                    "text {i}: packed {:?} vs padded {path} {want:?}",
+                    batched[i].logits
+                );
+            }
+        }
         assert!(batched[i].reward > 1.0 && batched[i].reward < 4.0);
         assert_eq!(batched[i].probs.len(), 4);
     }
-    // A row padded inside a batch of two with a much longer text, scored in one forward pass.
+    // A row inside a batch of two with a much longer text, scored in one forward pass.
     let one = ScorerOptions {
         max_batch_size: 2,
         max_batch_tokens: 100_000,

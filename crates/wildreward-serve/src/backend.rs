@@ -74,6 +74,11 @@ pub trait Backend: Send + 'static {
     fn tokenizer(&self) -> TextTokenizer;
     /// Most padded tokens (rows × longest row) and most rows in one [`Backend::forward`].
     fn batch_limits(&self) -> (usize, usize);
+    /// Whether a batch runs packed (its cost is its real tokens) rather than padded to its longest
+    /// row (rows × longest): decides how the queue fills the token budget.
+    fn packs_rows(&self) -> bool {
+        false
+    }
     /// Scores rows (one padded forward pass when they fit the limits); results in row order.
     fn forward(&mut self, rows: &[Vec<u32>]) -> Result<Vec<Scored>, String>;
     /// One forward pass at full batch size, run before the worker reports ready.
@@ -139,6 +144,10 @@ impl Backend for CandleBackend {
     fn batch_limits(&self) -> (usize, usize) {
         let o = self.scorer.options();
         (o.max_batch_tokens, o.max_batch_size)
+    }
+
+    fn packs_rows(&self) -> bool {
+        self.scorer.packs_rows()
     }
 
     fn forward(&mut self, rows: &[Vec<u32>]) -> Result<Vec<Scored>, String> {

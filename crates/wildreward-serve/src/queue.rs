@@ -181,11 +181,12 @@ impl Actor {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let (max_tokens, max_rows) = self.backend.batch_limits();
+        let packed = self.backend.packs_rows();
         let mut replies: Vec<Option<(oneshot::Sender<_>, Instant)>> = round
             .into_iter()
             .map(|e| Some((e.reply, e.enqueued)))
             .collect();
-        for batch in plan_batches(&order, &ids, max_tokens, max_rows) {
+        for batch in plan_batches(&order, &ids, max_tokens, max_rows, !packed) {
             self.metrics.queue_size.sub(batch.len() as i64);
             // Texts whose client went away (request cancelled, connection closed) are not scored.
             let live: Vec<usize> = batch
@@ -205,10 +206,13 @@ impl Actor {
             }
             let rows: Vec<Vec<u32>> = live.iter().map(|&i| std::mem::take(&mut ids[i])).collect();
             let longest = rows.iter().map(Vec::len).max().unwrap_or(0);
+            let real: usize = rows.iter().map(Vec::len).sum();
             self.metrics.batch_size.observe(rows.len() as f64);
-            self.metrics
-                .batch_tokens
-                .observe((longest * rows.len()) as f64);
+            self.metrics.batch_tokens.observe(if packed {
+                real as f64
+            } else {
+                (longest * rows.len()) as f64
+            });
             let started = Instant::now();
             let result = self.backend.forward(&rows);
             let inference_time = started.elapsed();

@@ -68,11 +68,17 @@ impl FeatureCache {
         let vb = VarBuilder::from_tensors(m.tensors().clone(), dtype, m.backbone().device());
         let backbone = Backbone::load(vb, m.config(), Kernels::Fused)?;
         let mut rows: Vec<Option<Tensor>> = vec![None; owned.len()];
-        for batch in plan_batches(&order, &owned, FEATURE_BATCH_TOKENS, FEATURE_BATCH_ROWS) {
+        let padded = !wildreward_model::packed::supports(&backbone);
+        for batch in plan_batches(
+            &order,
+            &owned,
+            FEATURE_BATCH_TOKENS,
+            FEATURE_BATCH_ROWS,
+            padded,
+        ) {
             let refs: Vec<&[u32]> = batch.iter().map(|&i| owned[i].as_slice()).collect();
-            let (ids, lengths) = pad(&refs, model.model.pad_id(), backbone.device())?;
-            let hidden = backbone.forward(&ids, &lengths)?;
-            let pooled = Backbone::last_token(&hidden, &lengths)?.detach();
+            // The packed CPU forward where it runs (no padding), else a padded batch.
+            let pooled = backbone.last_hidden(&refs)?.detach();
             for (row, &i) in batch.iter().enumerate() {
                 rows[i] = Some(pooled.get(row)?);
             }

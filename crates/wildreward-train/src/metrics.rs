@@ -5,6 +5,7 @@
 use serde::Serialize;
 use wildreward_model::head::reward_of;
 use wildreward_model::HeadKind;
+use wildreward_types::metrics::{ece, pair_outcome, reliability};
 
 /// `P(y > k)` for each threshold k, as the head defines it.
 pub fn above_probs(kind: HeadKind, logits: &[f32]) -> Vec<f32> {
@@ -39,25 +40,6 @@ pub struct PointwiseMetrics {
     /// Over pairs of examples with different labels: how often the higher label has the higher
     /// reward (ties count half).
     pub pairwise_auc: f64,
-}
-
-/// Expected calibration error over 10 equal-width bins of (probability, outcome) pairs.
-pub fn ece(points: &[(f32, bool)]) -> f64 {
-    if points.is_empty() {
-        return 0.0;
-    }
-    let mut bins = [(0usize, 0f64, 0f64); 10];
-    for &(p, y) in points {
-        let b = ((p.clamp(0.0, 1.0) * 10.0) as usize).min(9);
-        bins[b].0 += 1;
-        bins[b].1 += p as f64;
-        bins[b].2 += if y { 1.0 } else { 0.0 };
-    }
-    let n = points.len() as f64;
-    bins.iter()
-        .filter(|b| b.0 > 0)
-        .map(|&(c, p, y)| (c as f64 / n) * ((p - y) / c as f64).abs())
-        .sum()
 }
 
 /// How often the example with the higher label has the higher score, over all pairs with
@@ -106,7 +88,7 @@ pub fn pointwise(
         for (t, p) in above_probs(kind, row).into_iter().enumerate() {
             let y = label as usize > t + 1;
             thr[t] += usize::from((p > 0.5) == y);
-            points.push((p, y));
+            points.push((p as f64, y));
         }
     }
     let frac = |c: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
@@ -116,7 +98,7 @@ pub fn pointwise(
         accuracy: frac(correct),
         mae: if n == 0 { 0.0 } else { abs / n as f64 },
         threshold_accuracy: thr.into_iter().map(frac).collect(),
-        ece: ece(&points),
+        ece: ece(&reliability(&points, 10)).unwrap_or(0.0),
         pairwise_auc: pairwise_auc(&rewards, labels),
     }
 }
@@ -140,13 +122,7 @@ pub fn pairs(chosen: &[f32], rejected: &[f32], loss: f64) -> PairMetrics {
     let mut acc = 0f64;
     let mut margin = 0f64;
     for (c, r) in chosen.iter().zip(rejected) {
-        acc += if c > r {
-            1.0
-        } else if c == r {
-            0.5
-        } else {
-            0.0
-        };
+        acc += pair_outcome(*c as f64, *r as f64);
         margin += (c - r) as f64;
     }
     let d = n.max(1) as f64;
@@ -161,15 +137,6 @@ pub fn pairs(chosen: &[f32], rejected: &[f32], loss: f64) -> PairMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ece_of_hand_computed_bins() {
-        // Bin 9: p 0.95, 0.95 with outcomes 1, 0 → |0.95 - 0.5| · 2/4; bin 1: p 0.1, 0.1, outcomes
-        // 0, 0 → |0.1 - 0| · 2/4.
-        let e = ece(&[(0.95, true), (0.95, false), (0.1, false), (0.1, false)]);
-        assert!((e - (0.45 * 0.5 + 0.1 * 0.5)).abs() < 1e-6, "{e}");
-        assert_eq!(ece(&[(1.0, true), (0.0, false)]), 0.0);
-    }
 
     #[test]
     fn auc_counts_ties_half() {

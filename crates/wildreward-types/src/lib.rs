@@ -8,6 +8,7 @@
 pub mod chat;
 pub mod exit;
 pub mod label;
+pub mod metrics;
 pub mod ordinal;
 pub mod record;
 pub mod template;

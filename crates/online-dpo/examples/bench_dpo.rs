@@ -1,0 +1,96 @@
+//! Rollout and DPO-step speed of `online-dpo` on one prompt (see scripts/bench/dpo.sh, which runs
+//! transformers `generate` and a PyTorch DPO step on the same weights and token ids).
+//!
+//! `cargo run -p online-dpo --example bench_dpo -- <policy> <prompt text> <pair-out.json> [n] [new] [steps]`
+//! samples `n` answers of exactly `new` tokens (no stop token, temperature 1, top-p 0.9) with the KV
+//! cache, writes the prompt ids and the first two answers as a DPO pair to `pair-out.json`, then times
+//! full-weight DPO steps (policy and frozen reference forward, backward, clipping, AdamW) on that pair.
+//! Prints one JSON line.
+
+use candle_core::{DType, Device};
+use online_dpo::rollout::Sampler;
+use online_dpo::DpoConfig;
+use std::time::Instant;
+use wildreward_model::generate::{generate, SamplingParams};
+use wildreward_model::{weights, Backbone, LoadOptions, RewardModel};
+use wildreward_train::config::TrainMode;
+use wildreward_train::optim::{AdamW, AdamWConfig};
+use wildreward_train::params::build_policy;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "bench_dpo <policy> <prompt> <pair-out.json> [n] [new] [steps]";
+    let policy_path = args.get(1).ok_or_else(|| anyhow::anyhow!(usage))?;
+    let prompt = args.get(2).ok_or_else(|| anyhow::anyhow!(usage))?;
+    let pair_out = args.get(3).ok_or_else(|| anyhow::anyhow!(usage))?;
+    let n: usize = args.get(4).map_or(Ok(8), |s| s.parse())?;
+    let new: usize = args.get(5).map_or(Ok(128), |s| s.parse())?;
+    let steps: usize = args.get(6).map_or(Ok(3), |s| s.parse())?;
+
+    let path = weights::resolve(policy_path)?;
+    let ckpt = weights::load(&path, &Device::Cpu, DType::F32)?;
+    let reference = RewardModel::from_checkpoint(ckpt.clone(), &LoadOptions::inference())?;
+    let sampler = Sampler::new(&reference, None)?;
+    let prompt_ids = sampler.prompt_ids(prompt)?;
+    let backbone: &Backbone = reference.backbone();
+    let params = SamplingParams {
+        max_new_tokens: new,
+        temperature: 1.0,
+        top_p: 0.9,
+        seed: 0,
+        stop_tokens: vec![],
+    };
+    // Warm-up (allocations, thread pool), then the timed rollout.
+    generate(
+        backbone,
+        &prompt_ids,
+        n,
+        &SamplingParams {
+            max_new_tokens: 4,
+            ..params.clone()
+        },
+    )?;
+    let t = Instant::now();
+    let answers = generate(backbone, &prompt_ids, n, &params)?;
+    let gen_seconds = t.elapsed().as_secs_f64();
+    let gen_tokens: usize = answers.iter().map(|a| a.tokens.len()).sum();
+    let (chosen, rejected) = (answers[0].tokens.clone(), answers[1].tokens.clone());
+    std::fs::write(
+        pair_out,
+        serde_json::to_vec(&serde_json::json!({
+            "prompt": prompt_ids, "chosen": chosen, "rejected": rejected,
+        }))?,
+    )?;
+
+    let cfg = DpoConfig {
+        train: TrainMode::Full,
+        ..DpoConfig::default()
+    };
+    let policy = build_policy(ckpt, TrainMode::Full, 1.0, 0)?;
+    let mut opt = AdamW::new(
+        policy.params.clone(),
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: cfg.weight_decay,
+        },
+    )?;
+    let pairs = vec![(prompt_ids.clone(), chosen, rejected)];
+    online_dpo::run::update(&policy, &reference, &mut opt, &cfg, cfg.lr, &pairs)?;
+    let t = Instant::now();
+    for _ in 0..steps {
+        online_dpo::run::update(&policy, &reference, &mut opt, &cfg, cfg.lr, &pairs)?;
+    }
+    let step_seconds = t.elapsed().as_secs_f64() / steps as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "rust-candle", "n": n, "new_tokens": new, "prompt_tokens": prompt_ids.len(),
+            "gen_seconds": gen_seconds, "gen_tokens": gen_tokens,
+            "gen_tokens_per_s": gen_tokens as f64 / gen_seconds,
+            "dpo_step_seconds": step_seconds, "dpo_steps": steps,
+        })
+    );
+    Ok(())
+}
