@@ -433,6 +433,10 @@ impl Backbone {
         &self.rotary
     }
 
+    pub(crate) fn lm_head(&self) -> Option<&Linear> {
+        self.lm_head.as_ref()
+    }
+
     pub(crate) fn final_norm(&self) -> &RmsNorm {
         &self.norm
     }

@@ -2,6 +2,7 @@
 //! then one token per step for every unfinished sample (greedy, or temperature + top-p).
 
 use crate::backbone::{Backbone, KvCache};
+use crate::packed::decode::PackedDecoder;
 use candle_core::{DType, Result, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -51,8 +52,19 @@ pub fn generate(
     if prompt.is_empty() || n == 0 {
         candle_core::bail!("generate needs a non-empty prompt and n > 0");
     }
+    if crate::packed::supports(backbone) {
+        let (mut decoder, first) =
+            PackedDecoder::prefill(backbone, prompt, n, params.max_new_tokens)?;
+        let vocab = first.len();
+        return sample_loop(vec![first; n], n, params, |next| {
+            Ok(decoder
+                .step(next)?
+                .chunks(vocab)
+                .map(<[f32]>::to_vec)
+                .collect())
+        });
+    }
     let device = backbone.device();
-    let mut rng = StdRng::seed_from_u64(params.seed);
     let mut cache = KvCache::new();
     let ids = Tensor::from_slice(prompt, (1, prompt.len()), device)?;
     let hidden = backbone.forward_cached(&ids, &mut cache)?;
@@ -62,6 +74,27 @@ pub fn generate(
         cache.expand_batch(n)?;
         logits = logits.repeat((n, 1))?;
     }
+    let first: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
+    sample_loop(first, n, params, |next| {
+        let ids = Tensor::from_slice(next, (n, 1), device)?;
+        let hidden = backbone.forward_cached(&ids, &mut cache)?;
+        backbone
+            .lm_logits(&hidden)?
+            .squeeze(1)?
+            .to_dtype(DType::F32)?
+            .to_vec2()
+    })
+}
+
+/// Picks a token per sample from `logits`, feeds them through `step` (the next logits), until every
+/// sample stopped or `max_new_tokens` were drawn.
+fn sample_loop(
+    mut logits: Vec<Vec<f32>>,
+    n: usize,
+    params: &SamplingParams,
+    mut step: impl FnMut(&[u32]) -> Result<Vec<Vec<f32>>>,
+) -> Result<Vec<Generation>> {
+    let mut rng = StdRng::seed_from_u64(params.seed);
     let mut out: Vec<Generation> = (0..n)
         .map(|_| Generation {
             tokens: vec![],
@@ -69,10 +102,9 @@ pub fn generate(
         })
         .collect();
     let mut done = vec![false; n];
-    for _ in 0..params.max_new_tokens {
-        let rows: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
+    for drawn in 0..params.max_new_tokens {
         let mut next = Vec::with_capacity(n);
-        for (i, row) in rows.iter().enumerate() {
+        for (i, row) in logits.iter().enumerate() {
             let tok = pick(row, params, &mut rng);
             if !done[i] {
                 if params.stop_tokens.contains(&tok) {
@@ -84,12 +116,11 @@ pub fn generate(
             }
             next.push(tok);
         }
-        if done.iter().all(|&d| d) {
+        // The last draw needs no further forward pass.
+        if done.iter().all(|&d| d) || drawn + 1 == params.max_new_tokens {
             break;
         }
-        let ids = Tensor::from_vec(next, (n, 1), device)?;
-        let hidden = backbone.forward_cached(&ids, &mut cache)?;
-        logits = backbone.lm_logits(&hidden)?.squeeze(1)?;
+        logits = step(&next)?;
     }
     Ok(out)
 }

@@ -23,6 +23,8 @@ use candle_core::{CpuStorage, Device, Result, Storage, StorageRef, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+pub mod decode;
+
 /// Queries per attention task: large enough for an efficient gemm, small enough to balance the work
 /// of long rows across threads.
 const QUERY_BLOCK: usize = 128;
@@ -41,11 +43,23 @@ pub fn supports(backbone: &Backbone) -> bool {
 /// token ids; what [`Backbone::forward`] followed by [`Backbone::last_token`] gives for the same rows
 /// padded into one batch.
 pub fn last_hidden(backbone: &Backbone, rows: &[&[u32]]) -> Result<Tensor> {
+    let h = backbone.hidden_size();
+    let out = last_states(backbone, rows, |_, _| {})?;
+    Tensor::from_vec(out, (rows.len(), h), &Device::Cpu)
+}
+
+/// The packed forward behind [`last_hidden`]: the final-norm state at each row's last token, flat
+/// `[rows · hidden]`. `layer_done(i, buffers)` runs after layer `i`, while `buffers.k` / `buffers.v`
+/// still hold that layer's keys and values of every token (the decoder caches them).
+pub(crate) fn last_states(
+    backbone: &Backbone,
+    rows: &[&[u32]],
+    mut layer_done: impl FnMut(usize, &Buffers),
+) -> Result<Vec<f32>> {
     if !supports(backbone) {
         candle_core::bail!("the packed forward needs f32 weights on the CPU without LoRA adapters");
     }
     let dims = Dims::of(backbone)?;
-    let vocab = backbone.embeddings().dim(0)?;
     let mut spans = Vec::with_capacity(rows.len());
     let mut positions = Vec::new();
     for (i, row) in rows.iter().enumerate() {
@@ -56,25 +70,14 @@ pub fn last_hidden(backbone: &Backbone, rows: &[&[u32]]) -> Result<Tensor> {
                 backbone.max_positions()
             );
         }
-        if let Some(&bad) = row.iter().find(|&&id| id as usize >= vocab) {
-            candle_core::bail!("row {i}: token id {bad} is outside the vocabulary of {vocab}");
-        }
         spans.push(Span {
             start: positions.len(),
             len: row.len(),
         });
         positions.extend(0..row.len());
     }
-    let tokens = positions.len();
-    let mut buf = Buffers::new(tokens, &dims);
-
-    let embed = View::of(backbone.embeddings())?;
-    let embed = embed.slice();
-    let h = dims.hidden;
-    for (dst, &id) in buf.x.chunks_mut(h).zip(rows.iter().flat_map(|r| r.iter())) {
-        let id = id as usize;
-        dst.copy_from_slice(&embed[id * h..(id + 1) * h]);
-    }
+    let mut buf = Buffers::new(positions.len(), &dims);
+    embed(backbone, rows.iter().flat_map(|r| r.iter()), &mut buf.x)?;
     let (cos, sin) = backbone.rotary().tables();
     let (cos, sin) = (View::of(cos)?, View::of(sin)?);
     let rope = Rope {
@@ -84,8 +87,9 @@ pub fn last_hidden(backbone: &Backbone, rows: &[&[u32]]) -> Result<Tensor> {
     let Some((last_layer, layers)) = backbone.layers().split_last() else {
         candle_core::bail!("the model has no layers");
     };
-    for layer in layers {
+    for (i, layer) in layers.iter().enumerate() {
         layer_forward(layer, &dims, &spans, &rope, &positions, &mut buf)?;
+        layer_done(i, &buf);
     }
     // A reward head reads the last token only: past the last layer's keys and values, nothing else
     // of that layer is needed at any other position.
@@ -93,13 +97,34 @@ pub fn last_hidden(backbone: &Backbone, rows: &[&[u32]]) -> Result<Tensor> {
     last_layer_forward(
         last_layer, &dims, &spans, &rope, &positions, &mut buf, &mut tail,
     )?;
-    let mut out = vec![0f32; rows.len() * h];
-    rms_norm_rows(&tail.x, backbone.final_norm(), &mut out, h)?;
-    Tensor::from_vec(out, (rows.len(), h), &Device::Cpu)
+    layer_done(layers.len(), &buf);
+    let mut out = vec![0f32; rows.len() * dims.hidden];
+    rms_norm_rows(&tail.x, backbone.final_norm(), &mut out, dims.hidden)?;
+    Ok(out)
+}
+
+/// Copies the embedding row of each token into consecutive rows of `x`.
+fn embed<'a>(
+    backbone: &Backbone,
+    tokens: impl Iterator<Item = &'a u32>,
+    x: &mut [f32],
+) -> Result<()> {
+    let table = View::of(backbone.embeddings())?;
+    let table = table.slice();
+    let h = backbone.hidden_size();
+    let vocab = table.len() / h.max(1);
+    for (dst, &id) in x.chunks_mut(h).zip(tokens) {
+        let id = id as usize;
+        if id >= vocab {
+            candle_core::bail!("token id {id} is outside the vocabulary of {vocab}");
+        }
+        dst.copy_from_slice(&table[id * h..(id + 1) * h]);
+    }
+    Ok(())
 }
 
 /// The model's shapes.
-struct Dims {
+pub(crate) struct Dims {
     hidden: usize,
     heads: usize,
     kv_heads: usize,
@@ -126,13 +151,13 @@ impl Dims {
 
 /// One row's place in the packed token axis.
 #[derive(Debug, Clone, Copy)]
-struct Span {
+pub(crate) struct Span {
     start: usize,
     len: usize,
 }
 
 /// Activations of one batch, allocated once and reused by every layer.
-struct Buffers {
+pub(crate) struct Buffers {
     x: Vec<f32>,
     normed: Vec<f32>,
     q: Vec<f32>,
@@ -162,7 +187,7 @@ impl Buffers {
 }
 
 /// RoPE tables, `[max_positions, head_dim / 2]`.
-struct Rope<'a> {
+pub(crate) struct Rope<'a> {
     cos: &'a [f32],
     sin: &'a [f32],
 }
@@ -170,14 +195,14 @@ struct Rope<'a> {
 /// Queries of one row that an attention pass computes: positions `q0..q1` of the row at `span`,
 /// stored from row `q_row` of the query buffer on.
 #[derive(Debug, Clone, Copy)]
-struct QueryRun {
+pub(crate) struct QueryRun {
     span: Span,
     q_row: usize,
     q0: usize,
     q1: usize,
 }
 
-fn layer_forward(
+pub(crate) fn layer_forward(
     layer: &crate::backbone::DecoderLayer,
     d: &Dims,
     spans: &[Span],
@@ -210,7 +235,7 @@ fn layer_forward(
 
 /// The last layer: keys and values at every position (`b`), the rest only at each row's last token
 /// (`tail`, one row per span, taking its residual stream from `b.x`).
-fn last_layer_forward(
+pub(crate) fn last_layer_forward(
     layer: &crate::backbone::DecoderLayer,
     d: &Dims,
     spans: &[Span],
@@ -259,7 +284,7 @@ fn last_layer_forward(
 }
 
 /// Keys and values of every token from `b.normed` (k-normed and rotated) into `b.k`, `b.v`.
-fn keys_and_values(
+pub(crate) fn keys_and_values(
     layer: &crate::backbone::DecoderLayer,
     d: &Dims,
     rope: &Rope,
@@ -278,7 +303,7 @@ fn keys_and_values(
 }
 
 /// The post-attention norm and the gated MLP over the first `rows` rows of `b`, added to `b.x`.
-fn mlp_forward(
+pub(crate) fn mlp_forward(
     layer: &crate::backbone::DecoderLayer,
     d: &Dims,
     rows: usize,
@@ -300,7 +325,7 @@ fn mlp_forward(
 }
 
 /// A read view of a contiguous f32 CPU tensor, without a copy.
-struct View<'a> {
+pub(crate) struct View<'a> {
     storage: StorageRef<'a>,
     start: usize,
     end: usize,
@@ -342,38 +367,48 @@ fn threads() -> Parallelism {
 
 /// `out[t, :] (+)= x[t, :] · Wᵀ + b` for `tokens` rows, `W` in HF's `[out, in]` layout; adds to `out`
 /// when `accumulate` (the residual stream), overwrites it otherwise.
-fn linear(x: &[f32], lin: &Linear, out: &mut [f32], tokens: usize, accumulate: bool) -> Result<()> {
+pub(crate) fn linear(
+    x: &[f32],
+    lin: &Linear,
+    out: &mut [f32],
+    tokens: usize,
+    accumulate: bool,
+) -> Result<()> {
     let (n, k) = lin.weight().dims2()?;
     let w = View::of(lin.weight())?;
     let w = w.slice();
     if x.len() < tokens * k || w.len() != n * k || out.len() < tokens * n {
         candle_core::bail!("packed forward: linear operands do not fit ({tokens}×{k} · {n}×{k}ᵀ)");
     }
-    // SAFETY: lhs spans `tokens` rows of `k` (row stride k), rhs `k × n` read as the transpose of the
-    // `[n, k]` weight (row stride 1, column stride k), dst `tokens` rows of `n`: all checked to lie
-    // inside their slices above. `out` is borrowed mutably, so it aliases neither input.
-    unsafe {
-        gemm::gemm(
-            tokens,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            threads(),
-        );
+    if tokens <= SKINNY_ROWS {
+        skinny_linear(&x[..tokens * k], w, &mut out[..tokens * n], k, accumulate);
+    } else {
+        // SAFETY: lhs spans `tokens` rows of `k` (row stride k), rhs `k × n` read as the transpose of the
+        // `[n, k]` weight (row stride 1, column stride k), dst `tokens` rows of `n`: all checked to lie
+        // inside their slices above. `out` is borrowed mutably, so it aliases neither input.
+        unsafe {
+            gemm::gemm(
+                tokens,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                accumulate,
+                x.as_ptr(),
+                1,
+                k as isize,
+                w.as_ptr(),
+                k as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                threads(),
+            );
+        }
     }
     if let Some(bias) = lin.bias() {
         let bias = View::of(bias)?;
@@ -385,8 +420,79 @@ fn linear(x: &[f32], lin: &Linear, out: &mut [f32], tokens: usize, accumulate: b
     Ok(())
 }
 
+/// Rows at or below which [`linear`] streams the weight once through dot products instead of calling
+/// gemm: a decoding step has a handful of rows, and gemm would repack the whole weight matrix for them.
+const SKINNY_ROWS: usize = 16;
+
+/// Output columns per parallel task of [`skinny_linear`].
+const SKINNY_BLOCK: usize = 64;
+
+/// `out (+)= x · Wᵀ` for a few rows of `x`: each weight row is read once and dotted with every row of
+/// `x` (which stays in cache), in parallel over blocks of output columns.
+fn skinny_linear(x: &[f32], w: &[f32], out: &mut [f32], k: usize, accumulate: bool) {
+    let tokens = x.len() / k;
+    let n = w.len() / k;
+    // Column-major scratch (`[n, tokens]`) so each task writes one contiguous block.
+    let mut by_column = vec![0f32; n * tokens];
+    by_column
+        .par_chunks_mut(SKINNY_BLOCK * tokens)
+        .zip(w.par_chunks(SKINNY_BLOCK * k))
+        .for_each(|(dst, w)| dots(w, x, k, dst));
+    for (t, row) in out.chunks_mut(n).enumerate() {
+        for (j, y) in row.iter_mut().enumerate() {
+            let v = by_column[j * tokens + t];
+            *y = if accumulate { *y + v } else { v };
+        }
+    }
+}
+
+/// `dst[j · tokens + t] = w_j · x_t` for the weight rows `w` (of length `k`) and rows `x`.
+fn dots(w: &[f32], x: &[f32], k: usize, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        return unsafe { dots_avx2(w, x, k, dst) };
+    }
+    dots_portable(w, x, k, dst);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dots_avx2(w: &[f32], x: &[f32], k: usize, dst: &mut [f32]) {
+    dots_portable(w, x, k, dst);
+}
+
+/// Eight independent accumulators per dot product, so the compiler vectorises it (8 lanes wide where
+/// compiled for AVX2).
+#[inline(always)]
+fn dots_portable(w: &[f32], x: &[f32], k: usize, dst: &mut [f32]) {
+    let tokens = x.len() / k;
+    for (w_row, dst) in w.chunks_exact(k).zip(dst.chunks_mut(tokens)) {
+        for (x_row, y) in x.chunks_exact(k).zip(dst.iter_mut()) {
+            let mut acc = [0f32; 8];
+            let (wc, xc) = (w_row.chunks_exact(8), x_row.chunks_exact(8));
+            let (w_tail, x_tail) = (wc.remainder(), xc.remainder());
+            for (a, b) in wc.zip(xc) {
+                for l in 0..8 {
+                    acc[l] += a[l] * b[l];
+                }
+            }
+            let mut sum: f32 = acc.iter().sum();
+            for (a, b) in w_tail.iter().zip(x_tail) {
+                sum += a * b;
+            }
+            *y = sum;
+        }
+    }
+}
+
 /// `out = x / rms(x) · w` row by row (rows of `width`), in f32.
-fn rms_norm_rows(x: &[f32], norm: &RmsNorm, out: &mut [f32], width: usize) -> Result<()> {
+pub(crate) fn rms_norm_rows(
+    x: &[f32],
+    norm: &RmsNorm,
+    out: &mut [f32],
+    width: usize,
+) -> Result<()> {
     let w = View::of(norm.weight())?;
     let w = w.slice();
     let eps = norm.eps() as f32;
@@ -403,7 +509,7 @@ fn rms_norm_rows(x: &[f32], norm: &RmsNorm, out: &mut [f32], width: usize) -> Re
 }
 
 /// RMS norm in place over consecutive chunks of `width` (Qwen3's per-head q/k norms).
-fn rms_norm_in_place(x: &mut [f32], norm: &RmsNorm, width: usize) -> Result<()> {
+pub(crate) fn rms_norm_in_place(x: &mut [f32], norm: &RmsNorm, width: usize) -> Result<()> {
     let w = View::of(norm.weight())?;
     let w = w.slice();
     let eps = norm.eps() as f32;
@@ -422,7 +528,7 @@ fn inv_rms(x: &[f32], eps: f32) -> f32 {
 }
 
 /// Rotates each head of each token by its position (HF's half-split layout).
-fn apply_rope(x: &mut [f32], rope: &Rope, positions: &[usize], heads: usize, hd: usize) {
+pub(crate) fn apply_rope(x: &mut [f32], rope: &Rope, positions: &[usize], heads: usize, hd: usize) {
     let half = hd / 2;
     x.par_chunks_mut(heads * hd)
         .zip(positions.par_iter())
@@ -456,7 +562,7 @@ struct Task {
 
 /// Causal attention of the queries in `runs`, each row attending to its own keys only, written
 /// token-major into `out` (`[query rows, heads·hd]`) through the head-major scratch `by_head`.
-fn attention(
+pub(crate) fn attention(
     q: &[f32],
     k: &[f32],
     v: &[f32],
