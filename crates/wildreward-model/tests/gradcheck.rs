@@ -59,6 +59,28 @@ fn shapes(cfg: &ModelConfig, arch: &str) -> Vec<(String, Vec<usize>)> {
     out
 }
 
+/// f64 weights drawn from `rng` for every tensor of `shapes`: norms near 1, the rest in [−0.5, 0.5].
+fn random_weights(cfg: &ModelConfig, arch: &str, rng: &mut StdRng) -> HashMap<String, Tensor> {
+    shapes(cfg, arch)
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let norm = name.contains("norm");
+            let data: Vec<f64> = (0..n)
+                .map(|_| {
+                    let r = rng.random::<f64>() * 2.0 - 1.0;
+                    if norm {
+                        1.0 + 0.3 * r
+                    } else {
+                        0.5 * r
+                    }
+                })
+                .collect();
+            (name, Tensor::from_vec(data, shape, &Device::Cpu).unwrap())
+        })
+        .collect()
+}
+
 fn head(vars: &HashMap<String, Var>, prefix: &str, kind: HeadKind) -> ScoreHead {
     let mut t = HashMap::new();
     t.insert(
@@ -75,23 +97,10 @@ fn check(arch: &str) {
     let cfg = config(arch);
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(11);
-    let mut vars: HashMap<String, Var> = HashMap::new();
-    for (name, shape) in shapes(&cfg, arch) {
-        let n: usize = shape.iter().product();
-        let norm = name.contains("norm");
-        let data: Vec<f64> = (0..n)
-            .map(|_| {
-                let r = rng.random::<f64>() * 2.0 - 1.0;
-                if norm {
-                    1.0 + 0.3 * r
-                } else {
-                    0.5 * r
-                }
-            })
-            .collect();
-        let t = Tensor::from_vec(data, shape, &dev).unwrap();
-        vars.insert(name, Var::from_tensor(&t).unwrap());
-    }
+    let vars: HashMap<String, Var> = random_weights(&cfg, arch, &mut rng)
+        .into_iter()
+        .map(|(name, t)| (name, Var::from_tensor(&t).unwrap()))
+        .collect();
     let tensors: HashMap<String, Tensor> = vars
         .iter()
         .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
@@ -201,16 +210,8 @@ fn cached_decoding_past_a_cache_chunk_matches_the_full_sequence() {
     cfg.max_position_embeddings = Some(512);
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(3);
-    let tensors: HashMap<String, Tensor> = shapes(&cfg, "llama")
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let data: Vec<f64> = (0..n).map(|_| rng.random::<f64>() - 0.5).collect();
-            (name, Tensor::from_vec(data, shape, &dev).unwrap())
-        })
-        .collect();
     let bb = Backbone::load(
-        VarBuilder::from_tensors(tensors, DType::F64, &dev),
+        VarBuilder::from_tensors(random_weights(&cfg, "llama", &mut rng), DType::F64, &dev),
         &cfg,
         Kernels::Differentiable,
     )

@@ -252,17 +252,7 @@ fn every_trainable_tensor_receives_a_nonzero_gradient() {
     .iter()
     .map(|t| tok.encode(*t, true).unwrap().get_ids().to_vec())
     .collect();
-    let longest = rows.iter().map(Vec::len).max().unwrap();
-    let flat: Vec<u32> = rows
-        .iter()
-        .flat_map(|r| {
-            r.iter()
-                .copied()
-                .chain(std::iter::repeat_n(2, longest - r.len()))
-        })
-        .collect();
-    let ids = Tensor::from_vec(flat, (2, longest), &Device::Cpu).unwrap();
-    let lengths: Vec<usize> = rows.iter().map(Vec::len).collect();
+    let (ids, lengths) = padded(&rows, 2);
     let logits = m.logits(&ids, &lengths).unwrap();
     let l = loss::ordinal_bce(&logits, &[4, 1]).unwrap();
     let grads = l.backward().unwrap();

@@ -9,8 +9,8 @@
 //! forward's, each sample's query reading its own cached rows.
 
 use super::{
-    apply_rope, attention, embed, keys_and_values, last_states, linear, mlp_forward,
-    rms_norm_in_place, rms_norm_rows, Buffers, Dims, QueryRun, Rope, Span, View,
+    attention, embed, keys_and_values, last_states, linear, mlp_forward, queries, rms_norm_rows,
+    Buffers, Dims, QueryRun, Rope, Span, View,
 };
 use crate::backbone::Backbone;
 use candle_core::Result;
@@ -129,11 +129,7 @@ impl<'a> PackedDecoder<'a> {
                 self.keys[l][at..at + width].copy_from_slice(&b.k[i * width..(i + 1) * width]);
                 self.values[l][at..at + width].copy_from_slice(&b.v[i * width..(i + 1) * width]);
             }
-            linear(&b.normed, attn.q_proj(), &mut b.q, rows, false)?;
-            if let Some(n) = attn.qk_norms().0 {
-                rms_norm_in_place(&mut b.q, n, d.head_dim)?;
-            }
-            apply_rope(&mut b.q, &rope, &positions, d.heads, d.head_dim);
+            queries(layer, d, &rope, &positions, b)?;
             attention(
                 &b.q,
                 &self.keys[l],

@@ -214,11 +214,7 @@ pub(crate) fn layer_forward(
     let attn = layer.attention();
     rms_norm_rows(&b.x, layer.input_norm(), &mut b.normed, d.hidden)?;
     keys_and_values(layer, d, rope, positions, b)?;
-    linear(&b.normed, attn.q_proj(), &mut b.q, tokens, false)?;
-    if let Some(n) = attn.qk_norms().0 {
-        rms_norm_in_place(&mut b.q, n, d.head_dim)?;
-    }
-    apply_rope(&mut b.q, rope, positions, d.heads, d.head_dim);
+    queries(layer, d, rope, positions, b)?;
     let runs: Vec<QueryRun> = spans
         .iter()
         .map(|&span| QueryRun {
@@ -254,12 +250,8 @@ pub(crate) fn last_layer_forward(
     }
     let rows = spans.len();
     let attn = layer.attention();
-    linear(&tail.normed, attn.q_proj(), &mut tail.q, rows, false)?;
-    if let Some(n) = attn.qk_norms().0 {
-        rms_norm_in_place(&mut tail.q, n, d.head_dim)?;
-    }
     let last: Vec<usize> = spans.iter().map(|s| s.len - 1).collect();
-    apply_rope(&mut tail.q, rope, &last, d.heads, d.head_dim);
+    queries(layer, d, rope, &last, tail)?;
     let runs: Vec<QueryRun> = spans
         .iter()
         .enumerate()
@@ -281,6 +273,28 @@ pub(crate) fn last_layer_forward(
     );
     linear(&tail.attn, attn.o_proj(), &mut tail.x, rows, true)?;
     mlp_forward(layer, d, rows, tail)
+}
+
+/// Queries of the first `positions.len()` rows of `b.normed` (q-normed and rotated to `positions`)
+/// into `b.q`.
+pub(crate) fn queries(
+    layer: &crate::backbone::DecoderLayer,
+    d: &Dims,
+    rope: &Rope,
+    positions: &[usize],
+    b: &mut Buffers,
+) -> Result<()> {
+    let attn = layer.attention();
+    linear(&b.normed, attn.q_proj(), &mut b.q, positions.len(), false)?;
+    if let Some(n) = attn.qk_norms().0 {
+        rms_norm_in_place(
+            &mut b.q[..positions.len() * d.heads * d.head_dim],
+            n,
+            d.head_dim,
+        )?;
+    }
+    apply_rope(&mut b.q, rope, positions, d.heads, d.head_dim);
+    Ok(())
 }
 
 /// Keys and values of every token from `b.normed` (k-normed and rotated) into `b.k`, `b.v`.
