@@ -14,7 +14,6 @@ use std::time::Instant;
 use wildreward_model::generate::{generate, SamplingParams};
 use wildreward_model::{weights, Backbone, LoadOptions, RewardModel};
 use wildreward_train::config::TrainMode;
-use wildreward_train::optim::{AdamW, AdamWConfig};
 use wildreward_train::params::build_policy;
 
 fn main() -> anyhow::Result<()> {
@@ -67,15 +66,7 @@ fn main() -> anyhow::Result<()> {
         ..DpoConfig::default()
     };
     let policy = build_policy(ckpt, TrainMode::Full, 1.0, 0)?;
-    let mut opt = AdamW::new(
-        policy.params.clone(),
-        AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: cfg.weight_decay,
-        },
-    )?;
+    let mut opt = cfg.optimizer(policy.params.clone())?;
     let pairs = vec![(prompt_ids.clone(), chosen, rejected)];
     online_dpo::run::update(&policy, &reference, &mut opt, &cfg, cfg.lr, &pairs)?;
     let t = Instant::now();

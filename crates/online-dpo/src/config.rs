@@ -3,6 +3,8 @@
 use crate::error::{DpoError, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use wildreward_train::optim::{AdamW, AdamWConfig};
+use wildreward_train::params::Param;
 use wildreward_train::TrainMode;
 
 /// The preference loss.
@@ -111,6 +113,20 @@ impl Default for DpoConfig {
 }
 
 impl DpoConfig {
+    /// The AdamW optimiser DPO steps with over `params`: β (0.9, 0.999), ε 1e-8, this config's
+    /// weight decay (the reference's verl settings).
+    pub fn optimizer(&self, params: Vec<Param>) -> Result<AdamW> {
+        Ok(AdamW::new(
+            params,
+            AdamWConfig {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: self.weight_decay,
+            },
+        )?)
+    }
+
     /// Reads a TOML file; unknown keys are errors naming the file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| DpoError::io(path, e))?;

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use wildreward_model::checkpoint::{save_as, Layout};
 use wildreward_model::{weights, LoadOptions, RewardModel};
-use wildreward_train::optim::{accumulate, clip_grad_norm, AdamW, AdamWConfig};
+use wildreward_train::optim::{accumulate, clip_grad_norm, AdamW};
 use wildreward_train::params::{build_policy, TrainableModel};
 use wildreward_train::state::{self, MetricsLog};
 use wildreward_train::TrainMode;
@@ -184,15 +184,7 @@ pub fn run(run: &DpoRun) -> Result<DpoReport> {
     )?;
     let policy = build_policy(ckpt, cfg.train, lora_scale, cfg.seed)?;
     let sampler = Sampler::new(&policy.model, cfg.system_prompt.clone())?;
-    let mut opt = AdamW::new(
-        policy.params.clone(),
-        AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: cfg.weight_decay,
-        },
-    )?;
+    let mut opt = cfg.optimizer(policy.params.clone())?;
     let mut start = 0;
     if let Some(r) = &resumed {
         if r.state.config != cfg {

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use wildreward_client::test_server::{Fault, FaultRule, TestServer};
 use wildreward_model::assets::{asset, SMOLLM2_GGUF};
 use wildreward_model::{weights, LoadOptions, RewardModel, Scorer, ScorerOptions};
-use wildreward_train::optim::{AdamW, AdamWConfig};
 use wildreward_train::params::build_policy;
 use wildreward_train::TrainMode;
 use wildreward_types::EmptyHistory;
@@ -97,16 +96,7 @@ fn one_step_raises_the_margin_and_leaves_the_reference_alone() {
         "policy starts equal to the reference: {before}"
     );
     let cfg = DpoConfig::default();
-    let mut opt = AdamW::new(
-        policy.params.clone(),
-        AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
-    )
-    .unwrap();
+    let mut opt = cfg.optimizer(policy.params.clone()).unwrap();
     let stats = update(
         &policy,
         &reference,

@@ -98,17 +98,21 @@ pub fn bars_of(report: &Report) -> Vec<Bar> {
         .collect()
 }
 
-fn threshold_curve(report: &Report, path: &Path) -> anyhow::Result<()> {
-    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err(path))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "{}: accuracy and coverage of pairs with |Δr| ≥ t",
-                report.bench
-            ),
-            ("sans-serif", 22),
-        )
+/// A captioned [0, 1] × [0, 1] chart with its axes drawn (no light mesh), as both line plots use.
+fn unit_square_chart<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    (x_desc, y_desc): (&str, &str),
+    path: &Path,
+) -> anyhow::Result<
+    ChartContext<
+        'a,
+        BitMapBackend<'b>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(56)
@@ -117,11 +121,26 @@ fn threshold_curve(report: &Report, path: &Path) -> anyhow::Result<()> {
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
-        .x_desc("reward-gap threshold t")
-        .y_desc("share")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .label_style(("sans-serif", 15))
         .draw()
         .map_err(draw_err(path))?;
+    Ok(chart)
+}
+
+fn threshold_curve(report: &Report, path: &Path) -> anyhow::Result<()> {
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err(path))?;
+    let mut chart = unit_square_chart(
+        &root,
+        &format!(
+            "{}: accuracy and coverage of pairs with |Δr| ≥ t",
+            report.bench
+        ),
+        ("reward-gap threshold t", "share"),
+        path,
+    )?;
     let accuracy: Vec<(f64, f64)> = report
         .threshold_curve
         .iter()
@@ -226,24 +245,12 @@ pub fn subset_bars(bars: &[Bar], title: &str, path: &Path) -> anyhow::Result<()>
 fn reliability(cal: &Calibration, path: &Path) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (640, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err(path))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("reliability of P(y > k), ECE {:.3}", cal.ece),
-            ("sans-serif", 22),
-        )
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0.0..1.0f64, 0.0..1.0f64)
-        .map_err(draw_err(path))?;
-    chart
-        .configure_mesh()
-        .light_line_style(TRANSPARENT)
-        .x_desc("predicted probability")
-        .y_desc("observed frequency")
-        .label_style(("sans-serif", 15))
-        .draw()
-        .map_err(draw_err(path))?;
+    let mut chart = unit_square_chart(
+        &root,
+        &format!("reliability of P(y > k), ECE {:.3}", cal.ece),
+        ("predicted probability", "observed frequency"),
+        path,
+    )?;
     chart
         .draw_series(std::iter::once(PathElement::new(
             vec![(0.0, 0.0), (1.0, 1.0)],
