@@ -33,7 +33,7 @@ use std::time::Instant;
 use wildreward_model::{checkpoint, weights, HeadKind, LoadOptions, RewardModel};
 use wildreward_train::data::{read_split, Encoded, Encoder};
 use wildreward_train::forward::{logits, loss_of, FeatureCache};
-use wildreward_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use wildreward_train::optim::{clip_grad_norm, AdamW};
 use wildreward_train::params::{build, TrainableModel};
 use wildreward_train::{LossKind, TrainConfig, TrainMode};
 use wildreward_types::EmptyHistory;
@@ -246,15 +246,7 @@ fn run_steps(
     let tm = build(ckpt, mode, LossKind::Ordinal, 3, 1.0, defaults.seed)?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let rss_after_load = proc_mib("VmRSS");
-    let mut opt = AdamW::new(
-        tm.params.clone(),
-        AdamWConfig {
-            beta1: defaults.adam_beta1,
-            beta2: defaults.adam_beta2,
-            eps: defaults.adam_eps,
-            weight_decay: defaults.weight_decay,
-        },
-    )?;
+    let mut opt = defaults.optimizer(tm.params.clone())?;
     let lr = defaults.lr;
     let idx: Vec<usize> = (0..examples.len()).collect();
     let tokens: usize = examples.iter().map(Encoded::tokens).sum();

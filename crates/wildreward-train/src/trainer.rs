@@ -8,7 +8,7 @@ use crate::data::{read_split, Encoded, Encoder};
 use crate::error::{Result, TrainError};
 use crate::forward::{caches_features, logits, loss_of, FeatureCache};
 use crate::metrics;
-use crate::optim::{accumulate, clip_grad_norm, lr_at, AdamW, AdamWConfig};
+use crate::optim::{accumulate, clip_grad_norm, lr_at};
 use crate::params::{build, TrainableModel};
 use crate::state::{self, MetricsLog, TrainerState};
 use candle_core::{DType, Tensor};
@@ -266,15 +266,7 @@ pub fn train(run: &TrainRun) -> Result<TrainReport> {
         cfg.epochs * steps_per_epoch
     };
     let warmup = (total as f64 * cfg.warmup_ratio).ceil() as usize;
-    let mut opt = AdamW::new(
-        trainer.tm.params.clone(),
-        AdamWConfig {
-            beta1: cfg.adam_beta1,
-            beta2: cfg.adam_beta2,
-            eps: cfg.adam_eps,
-            weight_decay: cfg.weight_decay,
-        },
-    )?;
+    let mut opt = cfg.optimizer(trainer.tm.params.clone())?;
     let mut start = 0;
     if let Some(r) = &resumed {
         trainer.tm.restore(&r.params)?;
