@@ -221,6 +221,71 @@ fn packed_scoring_padding_invariance_and_fused_kernels_agree_with_differentiable
     assert!((pair[0].reward - batched[0].reward).abs() <= 1e-5);
 }
 
+/// Rows opening with the same tokens (the template header; the answers to one prompt share the prompt
+/// too) run that prefix once: each row's state matches the row run alone and the padded
+/// differentiable path, including a row that is the prefix plus one token and a row that is another
+/// row's prefix.
+#[test]
+fn a_shared_prefix_runs_once_with_the_numbers_of_unshared_rows() {
+    let m = model(Kernels::Fused);
+    let texts: Vec<String> = [
+        ("Name a colour.", "Blue."),
+        ("Name a colour.", "Red, like a ripe tomato in late summer."),
+        ("Name a colour.", "Green"),
+        ("Say something about the sea.", "It is salty."),
+    ]
+    .iter()
+    .map(|(q, a)| build_text(&[], q, a, EmptyHistory::Training))
+    .collect();
+    let tok = |t: &str| m.tokenizer().encode(t, false).unwrap().get_ids().to_vec();
+    let mut rows: Vec<Vec<u32>> = texts.iter().map(|t| tok(t)).collect();
+    let header = rows[0]
+        .iter()
+        .zip(&rows[3])
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(
+        header > 100,
+        "the template header is shared: {header} tokens"
+    );
+    rows.push(rows[0][..header + 1].to_vec());
+    rows.push(rows[1][..rows[1].len() - 3].to_vec());
+    let bb = m.backbone();
+    let check = |rows: &[Vec<u32>]| {
+        let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        let shared: Vec<Vec<f32>> = wildreward_model::packed::last_hidden(bb, &refs)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let (ids, lengths) = padded(rows, m.pad_id());
+        let hidden = model(Kernels::Differentiable)
+            .backbone()
+            .forward(&ids, &lengths)
+            .unwrap();
+        let diff: Vec<Vec<f32>> = wildreward_model::Backbone::last_token(&hidden, &lengths)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        for (i, row) in refs.iter().enumerate() {
+            let alone: Vec<Vec<f32>> = wildreward_model::packed::last_hidden(bb, &[row])
+                .unwrap()
+                .to_vec2()
+                .unwrap();
+            for (what, want) in [("alone", &alone[0]), ("padded", &diff[i])] {
+                let worst = shared[i]
+                    .iter()
+                    .zip(want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst <= 1e-4, "row {i}: max |shared − {what}| = {worst}");
+            }
+        }
+    };
+    // The header shared by all rows; then the header and the query, shared by the first three.
+    check(&rows);
+    check(&rows[..3]);
+}
+
 #[test]
 fn every_trainable_tensor_receives_a_nonzero_gradient() {
     let mut ck = ckpt();

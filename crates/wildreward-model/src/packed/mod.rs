@@ -24,6 +24,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 pub mod decode;
+mod prefix;
 
 /// Queries per attention task: large enough for an efficient gemm, small enough to balance the work
 /// of long rows across threads.
@@ -42,9 +43,20 @@ pub fn supports(backbone: &Backbone) -> bool {
 /// The final-norm hidden state at each row's last token, `[rows, hidden]`, for unpadded `rows` of
 /// token ids; what [`Backbone::forward`] followed by [`Backbone::last_token`] gives for the same rows
 /// padded into one batch.
+///
+/// When the rows open with the same tokens (every WildReward text opens with the same template
+/// header, and the answers to one prompt share the prompt too), that prefix runs once and each row
+/// runs only its own tokens, attending to the prefix's cached keys and values.
 pub fn last_hidden(backbone: &Backbone, rows: &[&[u32]]) -> Result<Tensor> {
     let h = backbone.hidden_size();
-    let out = last_states(backbone, rows, |_, _| {})?;
+    let shared = prefix::shared_len(rows);
+    let out = if shared >= prefix::MIN_SHARED {
+        let mut pre = prefix::SharedPrefix::compute(backbone, &rows[0][..shared])?;
+        let own: Vec<&[u32]> = rows.iter().map(|r| &r[shared..]).collect();
+        run_rows(backbone, &own, Some(&mut pre), |_, _| {})?
+    } else {
+        last_states(backbone, rows, |_, _| {})?
+    };
     Tensor::from_vec(out, (rows.len(), h), &Device::Cpu)
 }
 
@@ -54,19 +66,30 @@ pub fn last_hidden(backbone: &Backbone, rows: &[&[u32]]) -> Result<Tensor> {
 pub(crate) fn last_states(
     backbone: &Backbone,
     rows: &[&[u32]],
+    layer_done: impl FnMut(usize, &Buffers),
+) -> Result<Vec<f32>> {
+    run_rows(backbone, rows, None, layer_done)
+}
+
+/// [`last_states`] for rows that continue `prefix` (their positions start after it) when one is given.
+fn run_rows(
+    backbone: &Backbone,
+    rows: &[&[u32]],
+    mut prefix: Option<&mut prefix::SharedPrefix>,
     mut layer_done: impl FnMut(usize, &Buffers),
 ) -> Result<Vec<f32>> {
     if !supports(backbone) {
         candle_core::bail!("the packed forward needs f32 weights on the CPU without LoRA adapters");
     }
     let dims = Dims::of(backbone)?;
+    let offset = prefix.as_ref().map_or(0, |p| p.len());
     let mut spans = Vec::with_capacity(rows.len());
     let mut positions = Vec::new();
     for (i, row) in rows.iter().enumerate() {
-        if row.is_empty() || row.len() > backbone.max_positions() {
+        if row.is_empty() || offset + row.len() > backbone.max_positions() {
             candle_core::bail!(
                 "row {i} has {} tokens; the model takes 1 to {}",
-                row.len(),
+                offset + row.len(),
                 backbone.max_positions()
             );
         }
@@ -74,7 +97,7 @@ pub(crate) fn last_states(
             start: positions.len(),
             len: row.len(),
         });
-        positions.extend(0..row.len());
+        positions.extend(offset..offset + row.len());
     }
     let mut buf = Buffers::new(positions.len(), &dims);
     embed(backbone, rows.iter().flat_map(|r| r.iter()), &mut buf.x)?;
@@ -87,20 +110,84 @@ pub(crate) fn last_states(
     let Some((last_layer, layers)) = backbone.layers().split_last() else {
         candle_core::bail!("the model has no layers");
     };
+    let batch = Batch {
+        dims: &dims,
+        spans: &spans,
+        rope: &rope,
+        positions: &positions,
+    };
     for (i, layer) in layers.iter().enumerate() {
-        layer_forward(layer, &dims, &spans, &rope, &positions, &mut buf)?;
+        let kv = KvSource::of(prefix.as_deref_mut(), i);
+        layer_forward(layer, &batch, &mut buf, kv)?;
         layer_done(i, &buf);
     }
     // A reward head reads the last token only: past the last layer's keys and values, nothing else
     // of that layer is needed at any other position.
     let mut tail = Buffers::new(rows.len(), &dims);
-    last_layer_forward(
-        last_layer, &dims, &spans, &rope, &positions, &mut buf, &mut tail,
-    )?;
+    let kv = KvSource::of(prefix, layers.len());
+    last_layer_forward(last_layer, &batch, &mut buf, &mut tail, kv)?;
     layer_done(layers.len(), &buf);
     let mut out = vec![0f32; rows.len() * dims.hidden];
     rms_norm_rows(&tail.x, backbone.final_norm(), &mut out, dims.hidden)?;
     Ok(out)
+}
+
+/// Where a layer's attention reads keys and values: the rows' own (in the batch buffers), or a
+/// shared prefix's followed by each row's own.
+pub(crate) enum KvSource<'p> {
+    /// Each row attends to its own tokens only.
+    Own,
+    /// Each row continues the prefix; `.1` is the layer.
+    Prefixed(&'p mut prefix::SharedPrefix, usize),
+}
+
+impl<'p> KvSource<'p> {
+    fn of(prefix: Option<&'p mut prefix::SharedPrefix>, layer: usize) -> Self {
+        match prefix {
+            Some(p) => Self::Prefixed(p, layer),
+            None => Self::Own,
+        }
+    }
+
+    /// The keys, values and query runs of attention over `spans` of the batch buffer `b`, for all
+    /// queries or (`last_only`) each row's last one stored at row `i` of the query buffer.
+    fn resolve<'a>(
+        &'a mut self,
+        spans: &[Span],
+        k: &'a [f32],
+        v: &'a [f32],
+        last_only: bool,
+    ) -> (&'a [f32], &'a [f32], Vec<QueryRun>) {
+        let (offset, regions): (usize, Vec<Span>) = match self {
+            Self::Own => (0, spans.to_vec()),
+            Self::Prefixed(pre, layer) => {
+                pre.assemble(*layer, spans, k, v);
+                (pre.len(), pre.regions().to_vec())
+            }
+        };
+        let runs = spans
+            .iter()
+            .zip(regions)
+            .enumerate()
+            .map(|(i, (own, region))| QueryRun {
+                span: region,
+                q_row: if last_only { i } else { own.start },
+                q0: if last_only {
+                    offset + own.len - 1
+                } else {
+                    offset
+                },
+                q1: offset + own.len,
+            })
+            .collect();
+        match self {
+            Self::Own => (k, v, runs),
+            Self::Prefixed(pre, _) => {
+                let (k, v) = pre.assembled();
+                (k, v, runs)
+            }
+        }
+    }
 }
 
 /// Copies the embedding row of each token into consecutive rows of `x`.
@@ -202,29 +289,30 @@ pub(crate) struct QueryRun {
     q1: usize,
 }
 
+/// What every layer of one packed pass shares: the shapes, each row's span, the RoPE tables and each
+/// token's position.
+pub(crate) struct Batch<'a> {
+    dims: &'a Dims,
+    spans: &'a [Span],
+    rope: &'a Rope<'a>,
+    positions: &'a [usize],
+}
+
+/// One decoder layer over every token of the batch, in place in `b.x`.
 pub(crate) fn layer_forward(
     layer: &crate::backbone::DecoderLayer,
-    d: &Dims,
-    spans: &[Span],
-    rope: &Rope,
-    positions: &[usize],
+    batch: &Batch,
     b: &mut Buffers,
+    mut kv: KvSource,
 ) -> Result<()> {
+    let (d, spans, rope, positions) = (batch.dims, batch.spans, batch.rope, batch.positions);
     let tokens = positions.len();
     let attn = layer.attention();
     rms_norm_rows(&b.x, layer.input_norm(), &mut b.normed, d.hidden)?;
     keys_and_values(layer, d, rope, positions, b)?;
     queries(layer, d, rope, positions, b)?;
-    let runs: Vec<QueryRun> = spans
-        .iter()
-        .map(|&span| QueryRun {
-            span,
-            q_row: span.start,
-            q0: 0,
-            q1: span.len,
-        })
-        .collect();
-    attention(&b.q, &b.k, &b.v, &runs, d, &mut b.attn_by_head, &mut b.attn);
+    let (k, v, runs) = kv.resolve(spans, &b.k, &b.v, false);
+    attention(&b.q, k, v, &runs, d, &mut b.attn_by_head, &mut b.attn);
     linear(&b.attn, attn.o_proj(), &mut b.x, tokens, true)?;
     mlp_forward(layer, d, tokens, b)
 }
@@ -233,13 +321,12 @@ pub(crate) fn layer_forward(
 /// (`tail`, one row per span, taking its residual stream from `b.x`).
 pub(crate) fn last_layer_forward(
     layer: &crate::backbone::DecoderLayer,
-    d: &Dims,
-    spans: &[Span],
-    rope: &Rope,
-    positions: &[usize],
+    batch: &Batch,
     b: &mut Buffers,
     tail: &mut Buffers,
+    mut kv: KvSource,
 ) -> Result<()> {
+    let (d, spans, rope, positions) = (batch.dims, batch.spans, batch.rope, batch.positions);
     let h = d.hidden;
     rms_norm_rows(&b.x, layer.input_norm(), &mut b.normed, h)?;
     keys_and_values(layer, d, rope, positions, b)?;
@@ -250,22 +337,16 @@ pub(crate) fn last_layer_forward(
     }
     let rows = spans.len();
     let attn = layer.attention();
-    let last: Vec<usize> = spans.iter().map(|s| s.len - 1).collect();
-    queries(layer, d, rope, &last, tail)?;
-    let runs: Vec<QueryRun> = spans
+    let last: Vec<usize> = spans
         .iter()
-        .enumerate()
-        .map(|(i, &span)| QueryRun {
-            span,
-            q_row: i,
-            q0: span.len - 1,
-            q1: span.len,
-        })
+        .map(|s| positions[s.start + s.len - 1])
         .collect();
+    queries(layer, d, rope, &last, tail)?;
+    let (k, v, runs) = kv.resolve(spans, &b.k, &b.v, true);
     attention(
         &tail.q,
-        &b.k,
-        &b.v,
+        k,
+        v,
         &runs,
         d,
         &mut tail.attn_by_head,
