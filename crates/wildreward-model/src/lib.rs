@@ -26,6 +26,7 @@ pub mod model;
 pub mod nn;
 pub mod packed;
 pub mod scorer;
+pub mod threads;
 pub mod tokenizer;
 pub mod weights;
 

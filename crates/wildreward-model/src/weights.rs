@@ -48,6 +48,8 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
 
 /// Loads a checkpoint at `path` (see [`resolve`]) onto `device` with float weights in `dtype`.
 pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Checkpoint> {
+    // Before anything starts rayon's global pool: the CPU kernels' workers (see `threads`).
+    crate::threads::init_global();
     if path.is_dir() {
         load_hf_dir(path, device, dtype)
     } else {

@@ -78,6 +78,7 @@ fn run_rows(
     mut prefix: Option<&mut prefix::SharedPrefix>,
     mut layer_done: impl FnMut(usize, &Buffers),
 ) -> Result<Vec<f32>> {
+    crate::threads::init_global();
     if !supports(backbone) {
         candle_core::bail!("the packed forward needs f32 weights on the CPU without LoRA adapters");
     }
