@@ -11,7 +11,9 @@
 //! the `cuda` feature, which needs nvcc and is never enabled in CI); `tokenizers` is the HF tokenizer
 //! candle itself uses; `hf-hub` (no network features) finds models in the local hub cache; `rand`
 //! seeds new heads and sampling; `gemm` (the kernel under candle's CPU matmul) and `rayon` run the
-//! packed CPU scoring forward ([`packed`]); `cudarc` (optional) is candle's CUDA driver binding.
+//! packed CPU scoring forward ([`packed`]) and its placed worker threads ([`threads`]); `libc` sets
+//! glibc's allocator to keep freed tensor memory ([`memory`]); `cudarc` (optional) is candle's CUDA
+//! driver binding.
 
 pub mod assets;
 pub mod backbone;
@@ -22,6 +24,7 @@ pub mod generate;
 pub mod gguf;
 pub mod head;
 pub mod loss;
+pub mod memory;
 pub mod model;
 pub mod nn;
 pub mod packed;
