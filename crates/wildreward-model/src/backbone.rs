@@ -2,6 +2,7 @@
 //! differentiable candle ops, returning the final hidden states of a right-padded batch; plus a
 //! KV-cache path and the LM head for generation. Tensor names are the HF checkpoint's.
 
+use crate::attention::{masked_attention, AttentionMask};
 use crate::config::{Architecture, ModelConfig};
 use crate::nn::{causal_padding_mask, inv_freq, softmax_last, Kernels, Linear, RmsNorm, Rotary};
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -190,10 +191,11 @@ impl Attention {
         x: &Tensor,
         rotary: &Rotary,
         offset: usize,
-        mask: Option<&Tensor>,
+        mask: Option<&Mask>,
         cache: Option<&mut Option<LayerCache>>,
     ) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
+        let cached = cache.is_some();
         let q = self.split_heads(self.q_proj.forward(x)?, self.n_heads, self.q_norm.as_ref())?;
         let k = self.split_heads(
             self.k_proj.forward(x)?,
@@ -218,18 +220,25 @@ impl Attention {
             n_rep * l,
             self.head_dim,
         ))?;
-        let scores = q.matmul(&k.t()?)?;
-        let scores = match mask {
-            Some(m) => scores
-                .reshape((b, self.n_kv_heads, n_rep, l, keys))?
-                .broadcast_add(&m.unsqueeze(2)?)?
-                .reshape((b, self.n_kv_heads, n_rep * l, keys))?,
-            None => scores,
+        let node = mask.and_then(|m| m.node.as_ref());
+        let out = match node {
+            // Training on the CPU: one graph node that keeps no square tensors (see `attention`).
+            Some(node) if self.kernels == Kernels::Differentiable && !cached => {
+                masked_attention(&q, &k, &v, Some(node))?
+            }
+            _ => {
+                let scores = q.matmul(&k.t()?)?;
+                let scores = match mask {
+                    Some(m) => scores
+                        .reshape((b, self.n_kv_heads, n_rep, l, keys))?
+                        .broadcast_add(&m.tensor.unsqueeze(2)?)?
+                        .reshape((b, self.n_kv_heads, n_rep * l, keys))?,
+                    None => scores,
+                };
+                softmax_last(&scores, self.kernels)?.matmul(&v)?
+            }
         };
-        let probs = softmax_last(&scores, self.kernels)?;
-        let out = probs
-            .matmul(&v)?
-            .reshape((b, self.n_heads, l, self.head_dim))?;
+        let out = out.reshape((b, self.n_heads, l, self.head_dim))?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, l, self.n_heads * self.head_dim))?;
@@ -350,7 +359,7 @@ impl DecoderLayer {
         x: &Tensor,
         rotary: &Rotary,
         offset: usize,
-        mask: Option<&Tensor>,
+        mask: Option<&Mask>,
         cache: Option<&mut Option<LayerCache>>,
     ) -> Result<Tensor> {
         let attn = self.self_attn.forward(
@@ -366,6 +375,13 @@ impl DecoderLayer {
             .forward(&self.post_attention_layernorm.forward(&x)?)?;
         x + mlp
     }
+}
+
+/// The attention mask of one forward pass: the additive tensor, and (when training on the CPU) the
+/// same mask as the one-node attention reads it.
+struct Mask {
+    tensor: Tensor,
+    node: Option<AttentionMask>,
 }
 
 /// The decoder: embeddings, blocks, final norm, and (for generation) the LM head.
@@ -502,13 +518,20 @@ impl Backbone {
             );
         }
         let mask = if l > 1 {
-            Some(causal_padding_mask(
-                lengths,
-                l,
-                0,
-                self.dtype,
-                &self.device,
-            )?)
+            let tensor = causal_padding_mask(lengths, l, 0, self.dtype, &self.device)?;
+            let trains = self
+                .layers
+                .first()
+                .is_some_and(|layer| layer.self_attn.kernels == Kernels::Differentiable);
+            let node = if trains
+                && matches!(self.device, Device::Cpu)
+                && matches!(self.dtype, DType::F32 | DType::F64)
+            {
+                Some(AttentionMask::new(&tensor)?)
+            } else {
+                None
+            };
+            Some(Mask { tensor, node })
         } else {
             None
         };
@@ -536,13 +559,10 @@ impl Backbone {
         }
         // Rows share one length (no padding), so a single mask row broadcasts over the batch.
         let mask = if t > 1 {
-            Some(causal_padding_mask(
-                &[offset + t],
-                t,
-                offset,
-                self.dtype,
-                &self.device,
-            )?)
+            Some(Mask {
+                tensor: causal_padding_mask(&[offset + t], t, offset, self.dtype, &self.device)?,
+                node: None,
+            })
         } else {
             None
         };

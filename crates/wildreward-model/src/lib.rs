@@ -16,6 +16,7 @@
 //! driver binding.
 
 pub mod assets;
+mod attention;
 pub mod backbone;
 pub mod checkpoint;
 pub mod config;
