@@ -99,10 +99,11 @@ pub struct RouterArgs {
 /// How a worker tokenises, batches and reads its texts.
 #[derive(Args, Clone)]
 pub struct ScoringFlags {
-    /// Token budget of one batch (rows × longest row) [default: 2048 on CPU, 16384 on CUDA].
+    /// Token budget of one batch: real tokens on CPU (rows run packed), rows × longest row elsewhere
+    /// [default: 8192 on CPU, 16384 on CUDA].
     #[arg(long)]
     pub max_batch_tokens: Option<usize>,
-    /// Texts in one batch [default: 4 on CPU, 32 on CUDA].
+    /// Texts in one batch [default: 16 on CPU, 32 on CUDA].
     #[arg(long)]
     pub max_batch_size: Option<usize>,
     /// Longest text in tokens.
