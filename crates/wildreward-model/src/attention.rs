@@ -12,8 +12,8 @@
 //! by 1/√hd; query head `g·n_rep + r` is rows `r·l..` of group `g`), `k` and `v` `[b, groups, keys,
 //! hd]`, the additive mask `[b, 1, l, keys]` broadcast over the heads. CPU, f32 or f64; the backbone
 //! uses the composed form elsewhere (CUDA, half precision, the KV-cache path).
-#![allow(unsafe_code)]
 
+use crate::packed::matmul::{matmul, Strided};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -68,7 +68,7 @@ struct MaskedAttention {
 }
 
 /// The float types the CPU kernel runs in.
-trait Float: WithDType + Send + Sync {
+trait Float: WithDType + Send + Sync + From<f32> {
     fn exp(self) -> Self;
 }
 
@@ -125,31 +125,15 @@ impl MaskedAttention {
                 );
                 scores.clear();
                 scores.resize(rows * keys, T::zero());
-                // SAFETY: qb is rows × hd (row stride hd), kb read as the transpose of keys × hd
-                // (row stride hd), scores rows × keys: all exactly the slices' lengths.
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        keys,
-                        hd,
-                        scores.as_mut_ptr(),
-                        1,
-                        keys as isize,
-                        false,
-                        qb.as_ptr(),
-                        1,
-                        hd as isize,
-                        kb.as_ptr(),
-                        hd as isize,
-                        1,
-                        T::zero(),
-                        T::one(),
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
-                    );
-                }
+                matmul(
+                    scores,
+                    keys,
+                    Strided::rows(qb, rows, hd, hd),
+                    Strided::transposed(kb, keys, hd, hd),
+                    T::one(),
+                    false,
+                    Parallelism::None,
+                );
                 for (r, row) in scores.chunks_mut(keys).enumerate() {
                     if let Some(m) = mask {
                         let at = (seq * l + r % l) * keys;
@@ -172,31 +156,15 @@ impl MaskedAttention {
                     let inv = T::one() / sum;
                     row.iter_mut().for_each(|s| *s *= inv);
                 }
-                // SAFETY: scores is rows × keys (row stride keys), vb keys × hd (row stride hd), o
-                // rows × hd: all exactly the slices' lengths.
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        hd,
-                        keys,
-                        o.as_mut_ptr(),
-                        1,
-                        hd as isize,
-                        false,
-                        scores.as_ptr(),
-                        1,
-                        keys as isize,
-                        vb.as_ptr(),
-                        1,
-                        hd as isize,
-                        T::zero(),
-                        T::one(),
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
-                    );
-                }
+                matmul(
+                    o,
+                    hd,
+                    Strided::rows(scores, rows, keys, keys),
+                    Strided::rows(vb, keys, hd, hd),
+                    T::one(),
+                    false,
+                    Parallelism::None,
+                );
             },
         );
         Ok(out)

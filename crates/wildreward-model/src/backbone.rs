@@ -195,7 +195,6 @@ impl Attention {
         cache: Option<&mut Option<LayerCache>>,
     ) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
-        let cached = cache.is_some();
         let q = self.split_heads(self.q_proj.forward(x)?, self.n_heads, self.q_norm.as_ref())?;
         let k = self.split_heads(
             self.k_proj.forward(x)?,
@@ -220,13 +219,10 @@ impl Attention {
             n_rep * l,
             self.head_dim,
         ))?;
-        let node = mask.and_then(|m| m.node.as_ref());
-        let out = match node {
+        let out = match mask.and_then(|m| m.node.as_ref()) {
             // Training on the CPU: one graph node that keeps no square tensors (see `attention`).
-            Some(node) if self.kernels == Kernels::Differentiable && !cached => {
-                masked_attention(&q, &k, &v, Some(node))?
-            }
-            _ => {
+            Some(node) => masked_attention(&q, &k, &v, Some(node))?,
+            None => {
                 let scores = q.matmul(&k.t()?)?;
                 let scores = match mask {
                     Some(m) => scores
@@ -377,8 +373,9 @@ impl DecoderLayer {
     }
 }
 
-/// The attention mask of one forward pass: the additive tensor, and (when training on the CPU) the
-/// same mask as the one-node attention reads it.
+/// The attention mask of one forward pass: the additive tensor, and (only for a full-sequence
+/// forward with the differentiable kernels on the CPU) the same mask as the one-node attention reads
+/// it; its presence is what selects that attention.
 struct Mask {
     tensor: Tensor,
     node: Option<AttentionMask>,

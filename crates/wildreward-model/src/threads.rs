@@ -13,26 +13,13 @@
 //! 16.3, 15.1 s), 256–1792 and 2304–3072 fast (9.7–10.8 s); `WR_STACK_OFFSET` overrides it for
 //! another CPU.
 
-use rayon::{ThreadBuilder, ThreadPool, ThreadPoolBuildError, ThreadPoolBuilder};
+use rayon::{ThreadBuilder, ThreadPoolBuilder};
 
 /// Where, within a 4 KiB page, each worker's stack continues (measured; see the module docs).
 pub const STACK_OFFSET: usize = 1280;
 
 /// Granularity of the stack shift: one frame of [`descend`].
 const STEP: usize = 64;
-
-/// A rayon pool of `threads` workers (0: rayon's default, `RAYON_NUM_THREADS` else one per core)
-/// that run at [`STACK_OFFSET`].
-pub fn build_pool(threads: usize) -> Result<ThreadPool, ThreadPoolBuildError> {
-    pool_at(threads, target())
-}
-
-fn pool_at(threads: usize, target: usize) -> Result<ThreadPool, ThreadPoolBuildError> {
-    ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .spawn_handler(move |t| spawn_at(t, target))
-        .build()
-}
 
 /// Makes the global rayon pool run at [`STACK_OFFSET`], unless something already started it.
 pub fn init_global() {
@@ -84,7 +71,11 @@ mod tests {
 
     /// Where a job's stack frame sits within its page, on a one-thread pool placed at `target`.
     fn frame_offset(target: usize) -> usize {
-        let pool = pool_at(1, target).unwrap();
+        let pool = ThreadPoolBuilder::new()
+            .num_threads(1)
+            .spawn_handler(move |t| spawn_at(t, target))
+            .build()
+            .unwrap();
         pool.install(|| {
             let probe = [0u8; 8];
             std::hint::black_box(&probe) as *const _ as usize % 4096

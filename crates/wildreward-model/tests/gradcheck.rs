@@ -202,6 +202,18 @@ fn gradients_match_finite_differences_qwen3_qk_norm() {
     check("qwen3");
 }
 
+/// max |a − b| over two f64 tensors of one shape.
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
 /// The KV cache grows in place (chunks of 256 positions): decoding one token at a time past a chunk
 /// boundary, after a shared prompt expanded to two samples, gives the full sequence's hidden states.
 #[test]
@@ -243,26 +255,12 @@ fn cached_decoding_past_a_cache_chunk_matches_the_full_sequence() {
         let step = Tensor::new(&[[id], [id]], &dev).unwrap();
         let h = bb.forward_cached(&step, &mut cache).unwrap();
         let (a, b) = (h.get(0).unwrap(), h.get(1).unwrap());
-        let diff: f64 = (&a - &b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = max_abs_diff(&a, &b);
         assert!(diff < 1e-12, "the two samples differ by {diff}");
         got.push(a);
     }
     assert_eq!(cache.len(), 300);
     let got = Tensor::cat(&got, 0).unwrap();
-    let diff: f64 = (got - full.squeeze(0).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let diff = max_abs_diff(&got, &full.squeeze(0).unwrap());
     assert!(diff < 1e-10, "cached vs full: {diff}");
 }

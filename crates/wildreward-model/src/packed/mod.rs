@@ -13,17 +13,20 @@
 //! family and against the padded path on SmolLM2). It runs when the weights are f32 on the CPU and
 //! carry no LoRA adapter; [`supports`] says so and callers fall back to the padded path otherwise.
 //!
-//! `unsafe` is allowed in this module only, for the raw-pointer API of `gemm` (the kernel candle's
-//! own CPU matmul calls): every call is preceded by a check that each operand's extent fits its slice.
+//! `unsafe` is allowed in this module only: for the raw-pointer API of `gemm` (the kernel candle's own
+//! CPU matmul calls), behind the one checked wrapper [`matmul::matmul`], and for the AVX2 dispatch of
+//! the few-row dot products.
 #![allow(unsafe_code)]
 
 use crate::backbone::Backbone;
 use crate::nn::{Linear, RmsNorm};
 use candle_core::{CpuStorage, Device, Result, Storage, StorageRef, Tensor};
 use gemm::Parallelism;
+use matmul::{matmul, Strided};
 use rayon::prelude::*;
 
 pub mod decode;
+pub(crate) mod matmul;
 mod prefix;
 
 /// Queries per attention task: large enough for an efficient gemm, small enough to balance the work
@@ -78,7 +81,6 @@ fn run_rows(
     mut prefix: Option<&mut prefix::SharedPrefix>,
     mut layer_done: impl FnMut(usize, &Buffers),
 ) -> Result<Vec<f32>> {
-    crate::threads::init_global();
     if !supports(backbone) {
         candle_core::bail!("the packed forward needs f32 weights on the CPU without LoRA adapters");
     }
@@ -154,23 +156,24 @@ impl<'p> KvSource<'p> {
     /// queries or (`last_only`) each row's last one stored at row `i` of the query buffer.
     fn resolve<'a>(
         &'a mut self,
-        spans: &[Span],
+        spans: &'a [Span],
         k: &'a [f32],
         v: &'a [f32],
         last_only: bool,
     ) -> (&'a [f32], &'a [f32], Vec<QueryRun>) {
-        let (offset, regions): (usize, Vec<Span>) = match self {
-            Self::Own => (0, spans.to_vec()),
+        let (offset, regions, k, v) = match self {
+            Self::Own => (0, spans, k, v),
             Self::Prefixed(pre, layer) => {
                 pre.assemble(*layer, spans, k, v);
-                (pre.len(), pre.regions().to_vec())
+                let (k, v) = pre.assembled();
+                (pre.len(), pre.regions(), k, v)
             }
         };
         let runs = spans
             .iter()
             .zip(regions)
             .enumerate()
-            .map(|(i, (own, region))| QueryRun {
+            .map(|(i, (own, &region))| QueryRun {
                 span: region,
                 q_row: if last_only { i } else { own.start },
                 q0: if last_only {
@@ -181,13 +184,7 @@ impl<'p> KvSource<'p> {
                 q1: offset + own.len,
             })
             .collect();
-        match self {
-            Self::Own => (k, v, runs),
-            Self::Prefixed(pre, _) => {
-                let (k, v) = pre.assembled();
-                (k, v, runs)
-            }
-        }
+        (k, v, runs)
     }
 }
 
@@ -479,32 +476,15 @@ pub(crate) fn linear(
     if tokens <= SKINNY_ROWS {
         skinny_linear(&x[..tokens * k], w, &mut out[..tokens * n], k, accumulate);
     } else {
-        // SAFETY: lhs spans `tokens` rows of `k` (row stride k), rhs `k × n` read as the transpose of the
-        // `[n, k]` weight (row stride 1, column stride k), dst `tokens` rows of `n`: all checked to lie
-        // inside their slices above. `out` is borrowed mutably, so it aliases neither input.
-        unsafe {
-            gemm::gemm(
-                tokens,
-                n,
-                k,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                accumulate,
-                x.as_ptr(),
-                1,
-                k as isize,
-                w.as_ptr(),
-                k as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                threads(),
-            );
-        }
+        matmul(
+            out,
+            n,
+            Strided::rows(x, tokens, k, k),
+            Strided::transposed(w, n, k, k),
+            1.0,
+            accumulate,
+            threads(),
+        );
     }
     if let Some(bias) = lin.bias() {
         let bias = View::of(bias)?;
@@ -731,67 +711,29 @@ fn attend(
     scores.resize(rows * keys, 0.0);
     let q_at = task.q_row * q_stride + task.head * hd;
     let kv_at = task.kv_start * kv_stride + group * hd;
-    let q_end = q_at + (rows - 1) * q_stride + hd;
-    let kv_end = kv_at + (keys - 1) * kv_stride + hd;
-    assert!(
-        q_end <= q.len() && kv_end <= k.len() && kv_end <= v.len() && out.len() == rows * hd,
-        "attention task out of bounds"
-    );
+    assert_eq!(out.len(), rows * hd, "attention task out of bounds");
     let scale = 1.0 / (hd as f32).sqrt();
-    // SAFETY: q is read as `rows × hd` from `q_at` (row stride q_stride), k as the transpose of
-    // `keys × hd` from `kv_at` (row stride kv_stride), both ending before `q_end` / `kv_end`, checked
-    // above; `scores` holds exactly `rows × keys`.
-    unsafe {
-        gemm::gemm(
-            rows,
-            keys,
-            hd,
-            scores.as_mut_ptr(),
-            1,
-            keys as isize,
-            false,
-            q.as_ptr().add(q_at),
-            1,
-            q_stride as isize,
-            k.as_ptr().add(kv_at),
-            kv_stride as isize,
-            1,
-            0.0,
-            scale,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+    matmul(
+        scores,
+        keys,
+        Strided::rows(&q[q_at..], rows, hd, q_stride),
+        Strided::transposed(&k[kv_at..], keys, hd, kv_stride),
+        scale,
+        false,
+        Parallelism::None,
+    );
     for (i, row) in scores.chunks_mut(keys).enumerate() {
         softmax_prefix(row, task.q0 + i + 1);
     }
-    // SAFETY: `scores` is `rows × keys` (row stride keys), v is read as `keys × hd` from `kv_at` (row
-    // stride kv_stride, ending before `kv_end`), `out` is `rows × hd`: all checked above.
-    unsafe {
-        gemm::gemm(
-            rows,
-            hd,
-            keys,
-            out.as_mut_ptr(),
-            1,
-            hd as isize,
-            false,
-            scores.as_ptr(),
-            1,
-            keys as isize,
-            v.as_ptr().add(kv_at),
-            1,
-            kv_stride as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+    matmul(
+        out,
+        hd,
+        Strided::rows(scores, rows, keys, keys),
+        Strided::rows(&v[kv_at..], keys, hd, kv_stride),
+        1.0,
+        false,
+        Parallelism::None,
+    );
 }
 
 /// Softmax over `row[..valid]`; the masked tail `row[valid..]` becomes 0.
