@@ -1,191 +1,388 @@
-//! Training attention as one graph node, `softmax(q kᵀ + mask) v`, with its own backward.
+//! Training attention as one graph node, `softmax(s · q kᵀ + mask) v`, with its own backward.
 //!
 //! Composed from candle primitives, attention keeps five `[batch, heads, len, len]` tensors per layer
 //! alive until `backward()` returns (the scores, the masked scores, minus the row max, their exp, the
 //! probabilities): at 4 × 512 tokens that is 180 MiB a layer for SmolLM2, more than all the rest of
-//! the layer. As one custom op the graph keeps only its inputs and output (which it holds anyway); the
-//! forward runs per (sequence, key/value group) into a scratch block that is reused, and the backward
-//! recomputes the probabilities from `q` and `k`, layer by layer, so at most one layer's square
-//! tensors exist at a time (the standard memory-efficient attention trade: one more `q kᵀ`).
+//! the layer. As one custom op the graph keeps only its inputs and output (which it holds anyway).
 //!
-//! Shapes follow the backbone's grouped-query layout: `q` `[b, groups, n_rep·l, hd]` (already scaled
-//! by 1/√hd; query head `g·n_rep + r` is rows `r·l..` of group `g`), `k` and `v` `[b, groups, keys,
-//! hd]`, the additive mask `[b, 1, l, keys]` broadcast over the heads. CPU, f32 or f64; the backbone
-//! uses the composed form elsewhere (CUDA, half precision, the KV-cache path).
+//! Both passes run per (sequence, query head) in blocks of [`BLOCK`] query positions, each block
+//! over only the keys some row of it can see: with a causal mask the keys after the block's last
+//! position hold `−∞` and weigh exactly zero, so skipping them changes no number and halves the
+//! work at long lengths. The backward recomputes each block's probabilities from `q` and `k` (the
+//! memory-efficient attention trade: one more `q kᵀ`) and keeps only a block's scores at a time.
+//!
+//! Shapes are the projections' own, so no transposes are needed around the node: `q` `[b, l, heads,
+//! hd]`, `k` and `v` `[b, keys, kv_heads, hd]` (query head `h` reads key/value head `h / n_rep`, as
+//! HF's `repeat_kv`), the output `[b, l, heads, hd]`; the additive mask `[b, 1, l, keys]` is shared
+//! by the heads. CPU, f32 or f64; the backbone uses the composed form elsewhere (CUDA, half
+//! precision, the KV-cache path).
 
+use crate::nodes::{slice, with_values, Float};
 use crate::packed::matmul::{matmul, Strided};
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
+use std::sync::Arc;
 
-/// The mask, once per forward pass: the tensor (for the backward) and its values (for the CPU
-/// kernel), shared by every layer.
+/// Query positions per block: a gemm-sized block whose key range still follows the causal edge.
+const BLOCK: usize = 64;
+
+/// The mask, once per forward pass: the tensor (its shape), its values (for the kernels) and how
+/// many leading keys each query position can see, shared by every layer.
 #[derive(Debug, Clone)]
 pub(crate) struct AttentionMask {
-    tensor: Tensor,
-    values: std::sync::Arc<Vec<f64>>,
+    values: Arc<Vec<f64>>,
+    /// `visible[seq · l + i]`: one past the last key query `i` of `seq` sees (keys after it are −∞).
+    visible: Arc<Vec<usize>>,
+    queries: usize,
+    keys: usize,
 }
 
 impl AttentionMask {
     /// Reads `mask` (`[b, 1, l, keys]`) once.
     pub(crate) fn new(mask: &Tensor) -> Result<Self> {
-        let values = mask
-            .to_dtype(candle_core::DType::F64)?
-            .flatten_all()?
-            .to_vec1::<f64>()?;
+        let (_, _, queries, keys) = mask.dims4()?;
+        let values = mask.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        let visible = values
+            .chunks(keys.max(1))
+            .map(|row| row.iter().rposition(|v| v.is_finite()).map_or(0, |j| j + 1))
+            .collect();
         Ok(Self {
-            tensor: mask.clone(),
-            values: std::sync::Arc::new(values),
+            values: Arc::new(values),
+            visible: Arc::new(visible),
+            queries,
+            keys,
         })
     }
 }
 
-/// `softmax(q kᵀ + mask) v` as one differentiable node; see the module docs for the shapes.
+/// `softmax(scale · q kᵀ + mask) v` as one differentiable node; see the module docs for the shapes.
 pub(crate) fn masked_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    mask: Option<&AttentionMask>,
+    mask: &AttentionMask,
+    scale: f64,
 ) -> Result<Tensor> {
-    let l = match mask {
-        Some(m) => m.tensor.dim(2)?,
-        None => q.dim(2)?,
-    };
     q.contiguous()?.apply_op3(
         &k.contiguous()?,
         &v.contiguous()?,
         MaskedAttention {
-            mask: mask.cloned(),
-            queries: l,
+            mask: mask.clone(),
+            scale,
         },
     )
 }
 
 struct MaskedAttention {
-    mask: Option<AttentionMask>,
-    /// Query positions per head (`l`); rows of a group are `n_rep` heads of `l` each.
-    queries: usize,
+    mask: AttentionMask,
+    scale: f64,
 }
 
-/// The float types the CPU kernel runs in.
-trait Float: WithDType + Send + Sync + From<f32> {
-    fn exp(self) -> Self;
+/// The layout of one call: `q` / output `[b, l, heads, hd]`, `k` / `v` `[b, keys, kv_heads, hd]`.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    b: usize,
+    l: usize,
+    keys: usize,
+    heads: usize,
+    kv_heads: usize,
+    hd: usize,
 }
 
-impl Float for f32 {
-    fn exp(self) -> Self {
-        f32::exp(self)
+impl Dims {
+    fn of(q: &Shape, k: &Shape, v: &Shape) -> Result<Self> {
+        let (b, l, heads, hd) = q.dims4()?;
+        let (bk, keys, kv_heads, hdk) = k.dims4()?;
+        if bk != b || hdk != hd || v.dims() != k.dims() || kv_heads == 0 || heads % kv_heads != 0 {
+            candle_core::bail!(
+                "masked attention: q {:?}, k {:?}, v {:?} do not fit together",
+                q.dims(),
+                k.dims(),
+                v.dims()
+            );
+        }
+        Ok(Self {
+            b,
+            l,
+            keys,
+            heads,
+            kv_heads,
+            hd,
+        })
+    }
+
+    /// Offset of query (or output) row `i` of head `h` in sequence `seq`.
+    fn q_at(&self, seq: usize, i: usize, h: usize) -> usize {
+        ((seq * self.l + i) * self.heads + h) * self.hd
+    }
+
+    /// Offset of key (or value) row `j` of the key/value head serving query head `h`.
+    fn kv_at(&self, seq: usize, j: usize, h: usize) -> usize {
+        let group = h / (self.heads / self.kv_heads);
+        ((seq * self.keys + j) * self.kv_heads + group) * self.hd
+    }
+
+    fn q_len(&self) -> usize {
+        self.b * self.l * self.heads * self.hd
+    }
+
+    fn kv_len(&self) -> usize {
+        self.b * self.keys * self.kv_heads * self.hd
     }
 }
 
-impl Float for f64 {
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
-}
-
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("masked attention: inputs must be contiguous"),
-    }
+/// One block: query positions `i0 .. i0 + rows` of head `h` in sequence `seq`, over keys `0..kmax`.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    seq: usize,
+    h: usize,
+    i0: usize,
+    rows: usize,
+    kmax: usize,
 }
 
 impl MaskedAttention {
-    fn forward<T: Float>(
+    fn check(&self, d: &Dims) -> Result<()> {
+        let m = &self.mask;
+        if m.queries != d.l || m.keys != d.keys || m.visible.len() != d.b * d.l {
+            candle_core::bail!(
+                "masked attention: the mask ({} × {} per row) does not fit {d:?}",
+                m.queries,
+                m.keys
+            );
+        }
+        Ok(())
+    }
+
+    /// The blocks of head `h` in sequence `seq`, each with its visible key range.
+    fn blocks(&self, d: &Dims, seq: usize, h: usize) -> impl Iterator<Item = Block> + '_ {
+        let l = d.l;
+        (0..l).step_by(BLOCK).map(move |i0| {
+            let rows = BLOCK.min(l - i0);
+            let at = seq * l + i0;
+            let kmax = self.mask.visible[at..at + rows]
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(0);
+            Block {
+                seq,
+                h,
+                i0,
+                rows,
+                kmax,
+            }
+        })
+    }
+
+    /// The block's probabilities `rows × kmax` into `p`: scaled scores, plus the mask, softmax.
+    fn probs<T: Float>(&self, d: &Dims, q: &[T], k: &[T], blk: Block, p: &mut Vec<T>) {
+        let (rows, kmax) = (blk.rows, blk.kmax);
+        p.clear();
+        p.resize(rows * kmax, T::zero());
+        matmul(
+            p,
+            kmax,
+            Strided::rows(
+                &q[d.q_at(blk.seq, blk.i0, blk.h)..],
+                rows,
+                d.hd,
+                d.heads * d.hd,
+            ),
+            Strided::transposed(
+                &k[d.kv_at(blk.seq, 0, blk.h)..],
+                kmax,
+                d.hd,
+                d.kv_heads * d.hd,
+            ),
+            T::from_f64(self.scale),
+            false,
+            Parallelism::None,
+        );
+        for (r, row) in p.chunks_mut(kmax).enumerate() {
+            let at = (blk.seq * d.l + blk.i0 + r) * d.keys;
+            for (s, &add) in row.iter_mut().zip(&self.mask.values[at..at + kmax]) {
+                *s += T::from_f64(add);
+            }
+            let max =
+                row.iter().copied().fold(
+                    T::from_f64(f64::NEG_INFINITY),
+                    |a, b| if b > a { b } else { a },
+                );
+            if max == T::from_f64(f64::NEG_INFINITY) {
+                // A query that sees no key at all (never one of a real token): weights zero.
+                row.iter_mut().for_each(|s| *s = T::zero());
+                continue;
+            }
+            let mut sum = T::zero();
+            for s in row.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            let inv = T::one() / sum;
+            row.iter_mut().for_each(|s| *s *= inv);
+        }
+    }
+
+    /// One head's output `[l, hd]` (contiguous) in sequence `seq`.
+    fn head_forward<T: Float>(
         &self,
+        d: &Dims,
         q: &[T],
         k: &[T],
         v: &[T],
-        (b, groups, rows, hd): (usize, usize, usize, usize),
-        keys: usize,
-    ) -> Result<Vec<T>> {
-        let l = self.queries.max(1);
-        if q.len() != b * groups * rows * hd
-            || k.len() != b * groups * keys * hd
-            || k.len() != v.len()
-        {
-            candle_core::bail!("masked attention: q, k, v do not fit together");
+        seq: usize,
+        h: usize,
+    ) -> Vec<T> {
+        let mut out = vec![T::zero(); d.l * d.hd];
+        let mut p = Vec::new();
+        for blk in self.blocks(d, seq, h).filter(|b| b.kmax > 0) {
+            self.probs(d, q, k, blk, &mut p);
+            matmul(
+                &mut out[blk.i0 * d.hd..],
+                d.hd,
+                Strided::rows(&p, blk.rows, blk.kmax, blk.kmax),
+                Strided::rows(&v[d.kv_at(seq, 0, h)..], blk.kmax, d.hd, d.kv_heads * d.hd),
+                T::one(),
+                false,
+                Parallelism::None,
+            );
         }
-        let mask = self.mask.as_ref().map(|m| m.values.as_slice());
-        if let Some(m) = mask {
-            if m.len() != b * l * keys || rows % l != 0 {
-                candle_core::bail!("masked attention: the mask does not fit the scores");
-            }
+        out
+    }
+
+    fn forward<T: Float>(&self, d: &Dims, q: &[T], k: &[T], v: &[T]) -> Result<Vec<T>> {
+        self.check(d)?;
+        if q.len() != d.q_len() || k.len() != d.kv_len() || v.len() != d.kv_len() {
+            candle_core::bail!("masked attention: q, k, v do not fit {d:?}");
         }
-        let mut out = vec![T::zero(); b * groups * rows * hd];
-        out.par_chunks_mut(rows * hd).enumerate().for_each_init(
-            Vec::new,
-            |scores: &mut Vec<T>, (bg, o)| {
-                let seq = bg / groups;
-                let (qb, kb, vb) = (
-                    &q[bg * rows * hd..(bg + 1) * rows * hd],
-                    &k[bg * keys * hd..(bg + 1) * keys * hd],
-                    &v[bg * keys * hd..(bg + 1) * keys * hd],
-                );
-                scores.clear();
-                scores.resize(rows * keys, T::zero());
-                matmul(
-                    scores,
-                    keys,
-                    Strided::rows(qb, rows, hd, hd),
-                    Strided::transposed(kb, keys, hd, hd),
-                    T::one(),
-                    false,
-                    Parallelism::None,
-                );
-                for (r, row) in scores.chunks_mut(keys).enumerate() {
-                    if let Some(m) = mask {
-                        let at = (seq * l + r % l) * keys;
-                        for (s, &add) in row.iter_mut().zip(&m[at..at + keys]) {
-                            *s += T::from_f64(add);
-                        }
-                    }
-                    let max = row
-                        .iter()
-                        .copied()
-                        .fold(
-                            T::from_f64(f64::NEG_INFINITY),
-                            |a, b| if b > a { b } else { a },
-                        );
-                    let mut sum = T::zero();
-                    for s in row.iter_mut() {
-                        *s = (*s - max).exp();
-                        sum += *s;
-                    }
-                    let inv = T::one() / sum;
-                    row.iter_mut().for_each(|s| *s *= inv);
-                }
-                matmul(
-                    o,
-                    hd,
-                    Strided::rows(scores, rows, keys, keys),
-                    Strided::rows(vb, keys, hd, hd),
-                    T::one(),
-                    false,
-                    Parallelism::None,
-                );
-            },
-        );
+        let heads: Vec<Vec<T>> = (0..d.b * d.heads)
+            .into_par_iter()
+            .map(|t| self.head_forward(d, q, k, v, t / d.heads, t % d.heads))
+            .collect();
+        let mut out = vec![T::zero(); d.q_len()];
+        scatter_heads(&mut out, &heads, d);
         Ok(out)
     }
 
-    /// The attention probabilities `[b, groups, rows, keys]`, recomputed without a graph.
-    fn probs(&self, q: &Tensor, k: &Tensor) -> Result<Tensor> {
-        let scores = q.matmul(&k.t()?)?;
-        let scores = match &self.mask {
-            Some(m) => {
-                let (b, groups, rows, keys) = scores.dims4()?;
-                let l = self.queries.max(1);
-                scores
-                    .reshape((b, groups, rows / l, l, keys))?
-                    .broadcast_add(&m.tensor.to_dtype(scores.dtype())?.unsqueeze(2)?)?
-                    .reshape((b, groups, rows, keys))?
+    /// One head's gradients in sequence `seq`: `dq` `[l, hd]`, and its share of `dk`, `dv`
+    /// `[keys, hd]`. With `P` the block's probabilities and `dO` its output gradient:
+    /// `dv += Pᵀ dO`, `dS = P ⊙ (dO vᵀ − rowsum(dO ⊙ O))`, `dq = s · dS k`, `dk += s · dSᵀ q`.
+    #[allow(clippy::too_many_arguments)]
+    fn head_backward<T: Float>(
+        &self,
+        d: &Dims,
+        (q, k, v): (&[T], &[T], &[T]),
+        out: &[T],
+        d_out: &[T],
+        seq: usize,
+        h: usize,
+    ) -> [Vec<T>; 3] {
+        let (hd, q_stride, kv_stride) = (d.hd, d.heads * d.hd, d.kv_heads * d.hd);
+        let scale = T::from_f64(self.scale);
+        let mut dq = vec![T::zero(); d.l * hd];
+        let mut dk = vec![T::zero(); d.keys * hd];
+        let mut dv = vec![T::zero(); d.keys * hd];
+        let (mut p, mut ds) = (Vec::new(), Vec::new());
+        for blk in self.blocks(d, seq, h).filter(|b| b.kmax > 0) {
+            let (rows, kmax) = (blk.rows, blk.kmax);
+            let at = d.q_at(seq, blk.i0, h);
+            let (kb, vb) = (&k[d.kv_at(seq, 0, h)..], &v[d.kv_at(seq, 0, h)..]);
+            self.probs(d, q, k, blk, &mut p);
+            let d_o = Strided::rows(&d_out[at..], rows, hd, q_stride);
+            matmul(
+                &mut dv,
+                hd,
+                Strided::transposed(&p, rows, kmax, kmax),
+                d_o,
+                T::one(),
+                true,
+                Parallelism::None,
+            );
+            ds.clear();
+            ds.resize(rows * kmax, T::zero());
+            matmul(
+                &mut ds,
+                kmax,
+                d_o,
+                Strided::transposed(vb, kmax, hd, kv_stride),
+                T::one(),
+                false,
+                Parallelism::None,
+            );
+            for (r, (ds, p)) in ds.chunks_mut(kmax).zip(p.chunks(kmax)).enumerate() {
+                let row = at + r * q_stride;
+                let dot = d_out[row..row + hd]
+                    .iter()
+                    .zip(&out[row..row + hd])
+                    .fold(T::zero(), |a, (&g, &o)| a + g * o);
+                for (ds, &p) in ds.iter_mut().zip(p) {
+                    *ds = p * (*ds - dot);
+                }
             }
-            None => scores,
-        };
-        candle_nn::ops::softmax_last_dim(&scores)
+            matmul(
+                &mut dq[blk.i0 * hd..],
+                hd,
+                Strided::rows(&ds, rows, kmax, kmax),
+                Strided::rows(kb, kmax, hd, kv_stride),
+                scale,
+                false,
+                Parallelism::None,
+            );
+            matmul(
+                &mut dk,
+                hd,
+                Strided::transposed(&ds, rows, kmax, kmax),
+                Strided::rows(&q[at..], rows, hd, q_stride),
+                scale,
+                true,
+                Parallelism::None,
+            );
+        }
+        [dq, dk, dv]
     }
+
+    fn backward<T: Float>(&self, v: &[&[T]], d: &Dims) -> Result<[Vec<T>; 3]> {
+        self.check(d)?;
+        let (q, k, vv, out, d_out) = (v[0], v[1], v[2], v[3], v[4]);
+        let heads: Vec<[Vec<T>; 3]> = (0..d.b * d.heads)
+            .into_par_iter()
+            .map(|t| self.head_backward(d, (q, k, vv), out, d_out, t / d.heads, t % d.heads))
+            .collect();
+        let mut dq = vec![T::zero(); d.q_len()];
+        let dqs: Vec<&[T]> = heads.iter().map(|g| g[0].as_slice()).collect();
+        scatter_heads(&mut dq, &dqs, d);
+        let n_rep = d.heads / d.kv_heads;
+        let row = d.kv_heads * d.hd;
+        let mut dk = vec![T::zero(); d.kv_len()];
+        let mut dv = vec![T::zero(); d.kv_len()];
+        // Row (seq, j) of dk / dv: each key/value head sums its n_rep query heads' shares.
+        for (which, dst) in [(1, &mut dk), (2, &mut dv)] {
+            dst.par_chunks_mut(row).enumerate().for_each(|(sj, dst)| {
+                let (seq, j) = (sj / d.keys, sj % d.keys);
+                for (g, dst) in dst.chunks_mut(d.hd).enumerate() {
+                    for r in 0..n_rep {
+                        let src = &heads[seq * d.heads + g * n_rep + r][which][j * d.hd..][..d.hd];
+                        dst.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
+                    }
+                }
+            });
+        }
+        Ok([dq, dk, dv])
+    }
+}
+
+/// Writes per-head `[l, hd]` buffers (task `seq · heads + h`) into the `[b, l, heads, hd]` layout.
+fn scatter_heads<T: Float, H: AsRef<[T]> + Sync>(dst: &mut [T], heads: &[H], d: &Dims) {
+    dst.par_chunks_mut(d.heads * d.hd)
+        .enumerate()
+        .for_each(|(si, row)| {
+            let (seq, i) = (si / d.l, si % d.l);
+            for (h, dst) in row.chunks_mut(d.hd).enumerate() {
+                dst.copy_from_slice(&heads[seq * d.heads + h].as_ref()[i * d.hd..][..d.hd]);
+            }
+        });
 }
 
 impl CustomOp3 for MaskedAttention {
@@ -202,24 +399,19 @@ impl CustomOp3 for MaskedAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dims = l1.shape().dims4()?;
-        let keys = l2.shape().dims4()?.2;
+        let d = Dims::of(l1.shape(), l2.shape(), l3.shape())?;
         let out = match (s1, s2, s3) {
-            (CpuStorage::F32(q), CpuStorage::F32(k), CpuStorage::F32(v)) => {
-                let (q, k, v) = (contiguous(q, l1)?, contiguous(k, l2)?, contiguous(v, l3)?);
-                CpuStorage::F32(self.forward(q, k, v, dims, keys)?)
+            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(self.forward(&d, slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?)?)
             }
-            (CpuStorage::F64(q), CpuStorage::F64(k), CpuStorage::F64(v)) => {
-                let (q, k, v) = (contiguous(q, l1)?, contiguous(k, l2)?, contiguous(v, l3)?);
-                CpuStorage::F64(self.forward(q, k, v, dims, keys)?)
+            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(self.forward(&d, slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?)?)
             }
             _ => candle_core::bail!("masked attention runs in f32 or f64"),
         };
-        Ok((out, Shape::from(dims)))
+        Ok((out, l1.shape().clone()))
     }
 
-    /// With `P = softmax(q kᵀ + mask)` and `O = P v`: `dv = Pᵀ dO`, `dS = P ⊙ (dO vᵀ − rowsum(dO ⊙ O))`,
-    /// `dq = dS k`, `dk = dSᵀ q`.
     fn bwd(
         &self,
         q: &Tensor,
@@ -228,20 +420,87 @@ impl CustomOp3 for MaskedAttention {
         out: &Tensor,
         d_out: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (q, k, v, out, d_out) = (
-            q.detach(),
-            k.detach(),
-            v.detach(),
-            out.detach(),
-            d_out.detach(),
-        );
-        let p = self.probs(&q, &k)?;
-        let dv = p.t()?.matmul(&d_out)?;
-        let dp = d_out.matmul(&v.t()?)?;
-        let row = (&d_out * &out)?.sum_keepdim(3)?;
-        let ds = (p * dp.broadcast_sub(&row)?)?;
-        let dq = ds.matmul(&k)?;
-        let dk = ds.t()?.matmul(&q)?;
+        let d = Dims::of(q.shape(), k.shape(), v.shape())?;
+        let d_out = d_out.contiguous()?;
+        let inputs = [q, k, v, out, &d_out];
+        let dev = q.device();
+        let [dq, dk, dv] = match q.dtype() {
+            DType::F32 => with_values::<f32, _>(&inputs, |x| {
+                let [dq, dk, dv] = self.backward(x, &d)?;
+                Ok([
+                    Tensor::from_vec(dq, q.shape(), dev)?,
+                    Tensor::from_vec(dk, k.shape(), dev)?,
+                    Tensor::from_vec(dv, v.shape(), dev)?,
+                ])
+            })?,
+            DType::F64 => with_values::<f64, _>(&inputs, |x| {
+                let [dq, dk, dv] = self.backward(x, &d)?;
+                Ok([
+                    Tensor::from_vec(dq, q.shape(), dev)?,
+                    Tensor::from_vec(dk, k.shape(), dev)?,
+                    Tensor::from_vec(dv, v.shape(), dev)?,
+                ])
+            })?,
+            dtype => candle_core::bail!("masked attention runs in f32 or f64, not {dtype:?}"),
+        };
         Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use super::*;
+    use crate::nn::causal_padding_mask;
+    use crate::nodes::tests::{agree, randn};
+    use candle_core::Device;
+
+    /// The node against candle's composed attention (heads repeated per key/value head), values and
+    /// gradients, over several blocks, grouped heads, and rows padded at different lengths.
+    #[test]
+    fn the_node_matches_composed_attention() {
+        let (b, l, heads, kv_heads, hd) = (3, 150, 4, 2, 8);
+        let lengths = [150, 97, 1];
+        let scale = 1.0 / (hd as f64).sqrt();
+        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-4)] {
+            let mask = causal_padding_mask(&lengths, l, 0, dtype, &Device::Cpu).unwrap();
+            let node_mask = AttentionMask::new(&mask).unwrap();
+            let group: Vec<u32> = (0..heads)
+                .map(|h| (h / (heads / kv_heads)) as u32)
+                .collect();
+            let group = Tensor::new(group.as_slice(), &Device::Cpu).unwrap();
+            agree(
+                &[
+                    randn(&[b, l, heads, hd], dtype),
+                    randn(&[b, l, kv_heads, hd], dtype),
+                    randn(&[b, l, kv_heads, hd], dtype),
+                ],
+                |t| masked_attention(&t[0], &t[1], &t[2], &node_mask, scale).unwrap(),
+                |t| {
+                    let per_head = |x: &Tensor| {
+                        x.transpose(1, 2)
+                            .unwrap()
+                            .contiguous()
+                            .unwrap()
+                            .index_select(&group, 1)
+                            .unwrap()
+                    };
+                    let q = t[0].transpose(1, 2).unwrap().contiguous().unwrap();
+                    let (k, v) = (per_head(&t[1]), per_head(&t[2]));
+                    let scores = (q.matmul(&k.t().unwrap()).unwrap() * scale)
+                        .unwrap()
+                        .broadcast_add(&mask)
+                        .unwrap();
+                    candle_nn::ops::softmax(&scores, candle_core::D::Minus1)
+                        .unwrap()
+                        .matmul(&v)
+                        .unwrap()
+                        .transpose(1, 2)
+                        .unwrap()
+                },
+                tol,
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@
 use crate::attention::{masked_attention, AttentionMask};
 use crate::config::{Architecture, ModelConfig};
 use crate::nn::{causal_padding_mask, inv_freq, softmax_last, Kernels, Linear, RmsNorm, Rotary};
+use crate::nodes;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -186,6 +187,25 @@ impl Attention {
         x.transpose(1, 2)?.contiguous()
     }
 
+    /// Training on the CPU: the projections' `[b, l, heads, hd]` layout straight through the RoPE
+    /// and attention nodes (no transposes, no copies), see [`crate::nodes`] and [`crate::attention`].
+    fn forward_nodes(&self, x: &Tensor, rotary: &Rotary, mask: &AttentionMask) -> Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let heads = |proj: &Linear, n: usize, norm: Option<&RmsNorm>| -> Result<Tensor> {
+            let x = proj.forward(x)?.reshape((b, l, n, hd))?;
+            match norm {
+                Some(norm) => norm.forward(&x),
+                None => Ok(x),
+            }
+        };
+        let q = rotary.apply_node(&heads(&self.q_proj, nh, self.q_norm.as_ref())?)?;
+        let k = rotary.apply_node(&heads(&self.k_proj, nkv, self.k_norm.as_ref())?)?;
+        let v = heads(&self.v_proj, nkv, None)?;
+        let out = masked_attention(&q, &k, &v, mask, 1.0 / (hd as f64).sqrt())?;
+        self.o_proj.forward(&out.reshape((b, l, nh * hd))?)
+    }
+
     fn forward(
         &self,
         x: &Tensor,
@@ -194,6 +214,10 @@ impl Attention {
         mask: Option<&Mask>,
         cache: Option<&mut Option<LayerCache>>,
     ) -> Result<Tensor> {
+        if let Some(node) = mask.and_then(|m| m.node.as_ref()) {
+            // Built only for a full-sequence forward (offset 0, no cache).
+            return self.forward_nodes(x, rotary, node);
+        }
         let (b, l, _) = x.dims3()?;
         let q = self.split_heads(self.q_proj.forward(x)?, self.n_heads, self.q_norm.as_ref())?;
         let k = self.split_heads(
@@ -219,21 +243,15 @@ impl Attention {
             n_rep * l,
             self.head_dim,
         ))?;
-        let out = match mask.and_then(|m| m.node.as_ref()) {
-            // Training on the CPU: one graph node that keeps no square tensors (see `attention`).
-            Some(node) => masked_attention(&q, &k, &v, Some(node))?,
-            None => {
-                let scores = q.matmul(&k.t()?)?;
-                let scores = match mask {
-                    Some(m) => scores
-                        .reshape((b, self.n_kv_heads, n_rep, l, keys))?
-                        .broadcast_add(&m.tensor.unsqueeze(2)?)?
-                        .reshape((b, self.n_kv_heads, n_rep * l, keys))?,
-                    None => scores,
-                };
-                softmax_last(&scores, self.kernels)?.matmul(&v)?
-            }
+        let scores = q.matmul(&k.t()?)?;
+        let scores = match mask {
+            Some(m) => scores
+                .reshape((b, self.n_kv_heads, n_rep, l, keys))?
+                .broadcast_add(&m.tensor.unsqueeze(2)?)?
+                .reshape((b, self.n_kv_heads, n_rep * l, keys))?,
+            None => scores,
         };
+        let out = softmax_last(&scores, self.kernels)?.matmul(&v)?;
         let out = out.reshape((b, self.n_heads, l, self.head_dim))?;
         let out = out
             .transpose(1, 2)?
@@ -278,8 +296,13 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(x)?.silu()?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+        let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
+        let product = if nodes::applies(&gate) {
+            nodes::silu_mul(&gate, &up)?
+        } else {
+            (gate.silu()? * up)?
+        };
+        self.down_proj.forward(&product)
     }
 }
 

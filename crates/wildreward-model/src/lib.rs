@@ -28,6 +28,7 @@ pub mod loss;
 pub mod memory;
 pub mod model;
 pub mod nn;
+mod nodes;
 pub mod packed;
 pub mod scorer;
 pub mod threads;

@@ -169,6 +169,11 @@ impl Module for RmsNorm {
             Kernels::Fused => {
                 candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)
             }
+            Kernels::Differentiable
+                if crate::nodes::applies(x) && x.dtype() == self.weight.dtype() =>
+            {
+                crate::nodes::rms_norm(x, &self.weight, self.eps)
+            }
             Kernels::Differentiable => {
                 // Computed in f32 for half-precision inputs, as HF does.
                 let dtype = x.dtype();
@@ -229,6 +234,17 @@ impl Rotary {
     /// Positions available.
     pub fn max_positions(&self) -> usize {
         self.cos.dim(0).unwrap_or(0)
+    }
+
+    /// Rotates `x` `[batch, seq, heads, head_dim]` (positions from 0) with the differentiable RoPE
+    /// node of the CPU training path ([`crate::nodes::rope`]).
+    pub(crate) fn apply_node(&self, x: &Tensor) -> Result<Tensor> {
+        let seq = x.dim(1)?;
+        crate::nodes::rope(
+            x,
+            &self.cos.narrow(0, 0, seq)?,
+            &self.sin.narrow(0, 0, seq)?,
+        )
     }
 
     /// Rotates `x` `[batch, heads, seq, head_dim]` whose first position is `offset`.

