@@ -11,10 +11,10 @@
 //! work at long lengths. The backward recomputes each block's probabilities from `q` and `k` (the
 //! memory-efficient attention trade: one more `q kᵀ`) and keeps only a block's scores at a time.
 //!
-//! Shapes are the projections' own, so no transposes are needed around the node: `q` `[b, l, heads,
-//! hd]`, `k` and `v` `[b, keys, kv_heads, hd]` (query head `h` reads key/value head `h / n_rep`, as
-//! HF's `repeat_kv`), the output `[b, l, heads, hd]`; the additive mask `[b, 1, l, keys]` is shared
-//! by the heads. CPU, f32 or f64; the backbone uses the composed form elsewhere (CUDA, half
+//! Shapes are the projections' own, so no reshapes or transposes are needed around the node: `q`
+//! `[b, l, heads · hd]`, `k` and `v` `[b, keys, kv_heads · hd]` (query head `h` reads key/value head
+//! `h / n_rep`, as HF's `repeat_kv`), the output `[b, l, heads · hd]`; the additive mask `[b, 1, l,
+//! keys]` is shared by the heads. CPU, f32 or f64; the backbone uses the composed form elsewhere (CUDA, half
 //! precision, the KV-cache path).
 
 use crate::nodes::{slice, with_values, Float};
@@ -62,14 +62,15 @@ pub(crate) fn masked_attention(
     k: &Tensor,
     v: &Tensor,
     mask: &AttentionMask,
-    scale: f64,
+    head_dim: usize,
 ) -> Result<Tensor> {
     q.contiguous()?.apply_op3(
         &k.contiguous()?,
         &v.contiguous()?,
         MaskedAttention {
             mask: mask.clone(),
-            scale,
+            scale: 1.0 / (head_dim as f64).sqrt(),
+            head_dim,
         },
     )
 }
@@ -77,9 +78,10 @@ pub(crate) fn masked_attention(
 struct MaskedAttention {
     mask: AttentionMask,
     scale: f64,
+    head_dim: usize,
 }
 
-/// The layout of one call: `q` / output `[b, l, heads, hd]`, `k` / `v` `[b, keys, kv_heads, hd]`.
+/// The layout of one call: `q` / output `[b, l, heads · hd]`, `k` / `v` `[b, keys, kv_heads · hd]`.
 #[derive(Debug, Clone, Copy)]
 struct Dims {
     b: usize,
@@ -91,12 +93,20 @@ struct Dims {
 }
 
 impl Dims {
-    fn of(q: &Shape, k: &Shape, v: &Shape) -> Result<Self> {
-        let (b, l, heads, hd) = q.dims4()?;
-        let (bk, keys, kv_heads, hdk) = k.dims4()?;
-        if bk != b || hdk != hd || v.dims() != k.dims() || kv_heads == 0 || heads % kv_heads != 0 {
+    fn of(q: &Shape, k: &Shape, v: &Shape, hd: usize) -> Result<Self> {
+        let (b, l, q_width) = q.dims3()?;
+        let (bk, keys, kv_width) = k.dims3()?;
+        let (heads, kv_heads) = (q_width / hd.max(1), kv_width / hd.max(1));
+        if hd == 0
+            || heads * hd != q_width
+            || kv_heads * hd != kv_width
+            || bk != b
+            || v.dims() != k.dims()
+            || kv_heads == 0
+            || heads % kv_heads != 0
+        {
             candle_core::bail!(
-                "masked attention: q {:?}, k {:?}, v {:?} do not fit together",
+                "masked attention: q {:?}, k {:?}, v {:?} do not fit together in heads of {hd}",
                 q.dims(),
                 k.dims(),
                 v.dims()
@@ -399,7 +409,7 @@ impl CustomOp3 for MaskedAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let d = Dims::of(l1.shape(), l2.shape(), l3.shape())?;
+        let d = Dims::of(l1.shape(), l2.shape(), l3.shape(), self.head_dim)?;
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
                 CpuStorage::F32(self.forward(&d, slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?)?)
@@ -420,7 +430,7 @@ impl CustomOp3 for MaskedAttention {
         out: &Tensor,
         d_out: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let d = Dims::of(q.shape(), k.shape(), v.shape())?;
+        let d = Dims::of(q.shape(), k.shape(), v.shape(), self.head_dim)?;
         let d_out = d_out.contiguous()?;
         let inputs = [q, k, v, out, &d_out];
         let dev = q.device();
@@ -443,7 +453,8 @@ impl CustomOp3 for MaskedAttention {
             })?,
             dtype => candle_core::bail!("masked attention runs in f32 or f64, not {dtype:?}"),
         };
-        Ok((Some(dq), Some(dk), Some(dv)))
+        let wanted = |t: &Tensor, g: Tensor| t.track_op().then_some(g);
+        Ok((wanted(q, dq), wanted(k, dk), wanted(v, dv)))
     }
 }
 
@@ -472,21 +483,23 @@ mod tests {
             let group = Tensor::new(group.as_slice(), &Device::Cpu).unwrap();
             agree(
                 &[
-                    randn(&[b, l, heads, hd], dtype),
-                    randn(&[b, l, kv_heads, hd], dtype),
-                    randn(&[b, l, kv_heads, hd], dtype),
+                    randn(&[b, l, heads * hd], dtype),
+                    randn(&[b, l, kv_heads * hd], dtype),
+                    randn(&[b, l, kv_heads * hd], dtype),
                 ],
-                |t| masked_attention(&t[0], &t[1], &t[2], &node_mask, scale).unwrap(),
+                |t| masked_attention(&t[0], &t[1], &t[2], &node_mask, hd).unwrap(),
                 |t| {
-                    let per_head = |x: &Tensor| {
-                        x.transpose(1, 2)
+                    // [b, l, n·hd] → [b, n, l, hd]
+                    let split = |x: &Tensor, n: usize| {
+                        x.reshape((b, l, n, hd))
+                            .unwrap()
+                            .transpose(1, 2)
                             .unwrap()
                             .contiguous()
                             .unwrap()
-                            .index_select(&group, 1)
-                            .unwrap()
                     };
-                    let q = t[0].transpose(1, 2).unwrap().contiguous().unwrap();
+                    let per_head = |x: &Tensor| split(x, kv_heads).index_select(&group, 1).unwrap();
+                    let q = split(&t[0], heads);
                     let (k, v) = (per_head(&t[1]), per_head(&t[2]));
                     let scores = (q.matmul(&k.t().unwrap()).unwrap() * scale)
                         .unwrap()
@@ -497,6 +510,8 @@ mod tests {
                         .matmul(&v)
                         .unwrap()
                         .transpose(1, 2)
+                        .unwrap()
+                        .reshape((b, l, heads * hd))
                         .unwrap()
                 },
                 tol,

@@ -187,23 +187,24 @@ impl Attention {
         x.transpose(1, 2)?.contiguous()
     }
 
-    /// Training on the CPU: the projections' `[b, l, heads, hd]` layout straight through the RoPE
-    /// and attention nodes (no transposes, no copies), see [`crate::nodes`] and [`crate::attention`].
+    /// Training on the CPU: the projections' `[b, l, heads · hd]` layout straight through the RoPE
+    /// and attention nodes, with no reshapes, transposes or copies in the graph (each would cost a
+    /// zero-fill and an add in candle's backward); see [`crate::nodes`] and [`crate::attention`].
     fn forward_nodes(&self, x: &Tensor, rotary: &Rotary, mask: &AttentionMask) -> Result<Tensor> {
-        let (b, l, _) = x.dims3()?;
-        let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let heads = |proj: &Linear, n: usize, norm: Option<&RmsNorm>| -> Result<Tensor> {
-            let x = proj.forward(x)?.reshape((b, l, n, hd))?;
+        let hd = self.head_dim;
+        let project = |proj: &Linear, norm: Option<&RmsNorm>| -> Result<Tensor> {
+            let y = proj.forward(x)?;
             match norm {
-                Some(norm) => norm.forward(&x),
-                None => Ok(x),
+                // Qwen3's per-head norm: runs of `hd` values.
+                Some(norm) => nodes::rms_norm(&y, norm.weight(), norm.eps()),
+                None => Ok(y),
             }
         };
-        let q = rotary.apply_node(&heads(&self.q_proj, nh, self.q_norm.as_ref())?)?;
-        let k = rotary.apply_node(&heads(&self.k_proj, nkv, self.k_norm.as_ref())?)?;
-        let v = heads(&self.v_proj, nkv, None)?;
-        let out = masked_attention(&q, &k, &v, mask, 1.0 / (hd as f64).sqrt())?;
-        self.o_proj.forward(&out.reshape((b, l, nh * hd))?)
+        let q = rotary.apply_node(&project(&self.q_proj, self.q_norm.as_ref())?)?;
+        let k = rotary.apply_node(&project(&self.k_proj, self.k_norm.as_ref())?)?;
+        let v = project(&self.v_proj, None)?;
+        self.o_proj
+            .forward(&masked_attention(&q, &k, &v, mask, hd)?)
     }
 
     fn forward(

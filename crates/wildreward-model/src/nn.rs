@@ -105,6 +105,9 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let w = self.weight.t()?;
         let y = match x.dims() {
+            _ if crate::nodes::applies(x) && x.dtype() == self.weight.dtype() => {
+                crate::nodes::linear(x, &self.weight)?
+            }
             [b, l, h] => x.reshape((b * l, *h))?.matmul(&w)?.reshape((*b, *l, ()))?,
             _ => x.matmul(&w)?,
         };
@@ -236,7 +239,7 @@ impl Rotary {
         self.cos.dim(0).unwrap_or(0)
     }
 
-    /// Rotates `x` `[batch, seq, heads, head_dim]` (positions from 0) with the differentiable RoPE
+    /// Rotates `x` `[batch, seq, heads · head_dim]` (positions from 0) with the differentiable RoPE
     /// node of the CPU training path ([`crate::nodes::rope`]).
     pub(crate) fn apply_node(&self, x: &Tensor) -> Result<Tensor> {
         let seq = x.dim(1)?;

@@ -1,5 +1,5 @@
-//! Training graph nodes with hand-written backward passes, for the CPU in f32 / f64: RMS norm,
-//! `silu(gate) · up` and RoPE.
+//! Training graph nodes with hand-written backward passes, for the CPU in f32 / f64: the linear
+//! projection, RMS norm, `silu(gate) · up` and RoPE.
 //!
 //! Composed from candle primitives, an RMS norm is seven graph nodes, the gated product three and the
 //! half-split rotation eight. Each node allocates its output, and candle's backward adds every
@@ -10,10 +10,12 @@
 //!
 //! [`applies`] says when they run; elsewhere (CUDA, half precision) callers use the composed forms.
 
+use crate::packed::matmul::{matmul, Strided};
 use candle_core::{
     CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor,
     WithDType,
 };
+use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// The float types the CPU nodes run in.
@@ -78,10 +80,156 @@ fn rows_per_task(width: usize) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Linear
+// ---------------------------------------------------------------------------------------------
+
+/// `x Wᵀ` for `x` `[.., in]` and `W` `[out, in]` (HF's layout), as one node: no reshapes around the
+/// product and no transpose of `W` in the graph (whose gradient candle would add, strided, into a
+/// zeroed `[out, in]` tensor). The backward computes `dx = g W` and `dW = gᵀ x`, each only when
+/// that input is tracked (a frozen weight costs no gemm).
+pub(crate) fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(&weight.contiguous()?, LinearNode)
+}
+
+struct LinearNode;
+
+/// Threads for one product: gemm splits it over rayon's pool.
+fn parallelism() -> Parallelism {
+    Parallelism::Rayon(rayon::current_num_threads().max(1))
+}
+
+impl LinearNode {
+    /// `rows × out = (rows × in) · (out × in)ᵀ`.
+    fn forward<T: Float>(x: &[T], w: &[T], out: usize) -> Vec<T> {
+        let inp = w.len() / out.max(1);
+        let rows = x.len() / inp.max(1);
+        let mut y = vec![T::zero(); rows * out];
+        matmul(
+            &mut y,
+            out,
+            Strided::rows(x, rows, inp, inp),
+            Strided::transposed(w, out, inp, inp),
+            T::one(),
+            false,
+            parallelism(),
+        );
+        y
+    }
+
+    /// `dx = g W` (`rows × in`).
+    fn input_grad<T: Float>(w: &[T], g: &[T], out: usize) -> Vec<T> {
+        let inp = w.len() / out.max(1);
+        let rows = g.len() / out.max(1);
+        let mut dx = vec![T::zero(); rows * inp];
+        matmul(
+            &mut dx,
+            inp,
+            Strided::rows(g, rows, out, out),
+            Strided::rows(w, out, inp, inp),
+            T::one(),
+            false,
+            parallelism(),
+        );
+        dx
+    }
+
+    /// `dW = gᵀ x` (`out × in`).
+    fn weight_grad<T: Float>(x: &[T], g: &[T], out: usize, inp: usize) -> Vec<T> {
+        let rows = g.len() / out.max(1);
+        let mut dw = vec![T::zero(); out * inp];
+        matmul(
+            &mut dw,
+            inp,
+            Strided::transposed(g, rows, out, out),
+            Strided::rows(x, rows, inp, inp),
+            T::one(),
+            false,
+            parallelism(),
+        );
+        dw
+    }
+}
+
+impl CustomOp2 for LinearNode {
+    fn name(&self) -> &'static str {
+        "linear-node"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (out, inp) = l2.shape().dims2()?;
+        let dims = l1.dims();
+        if dims.last() != Some(&inp) {
+            candle_core::bail!("linear: x {:?} does not fit a [{out}, {inp}] weight", dims);
+        }
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = out;
+        }
+        let y = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(Self::forward(slice(s1, l1)?, slice(s2, l2)?, out))
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(Self::forward(slice(s1, l1)?, slice(s2, l2)?, out))
+            }
+            _ => candle_core::bail!("linear node runs in f32 or f64"),
+        };
+        Ok((y, Shape::from(shape)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let (out, inp) = w.dims2()?;
+        let dev = x.device();
+        macro_rules! grads {
+            ($t:ty) => {
+                with_values::<$t, _>(&[x, w, &grad], |v| {
+                    let dx = match x.track_op() {
+                        true => Some(Tensor::from_vec(
+                            Self::input_grad(v[1], v[2], out),
+                            x.shape(),
+                            dev,
+                        )?),
+                        false => None,
+                    };
+                    let dw = match w.track_op() {
+                        true => Some(Tensor::from_vec(
+                            Self::weight_grad(v[0], v[2], out, inp),
+                            (out, inp),
+                            dev,
+                        )?),
+                        false => None,
+                    };
+                    Ok((dx, dw))
+                })
+            };
+        }
+        match x.dtype() {
+            DType::F32 => grads!(f32),
+            DType::F64 => grads!(f64),
+            dtype => candle_core::bail!("linear node runs in f32 or f64, not {dtype:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // RMS norm
 // ---------------------------------------------------------------------------------------------
 
-/// `x / √(mean(x²) + ε) · w` over the last dimension, as one node.
+/// `x / √(mean(x²) + ε) · w` over each run of `w.len()` values of `x` (the last dimension, or each
+/// head of a `[.., heads · hd]` tensor for a per-head norm), as one node.
 pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, RmsNormNode { eps })
@@ -163,7 +311,7 @@ impl CustomOp2 for RmsNormNode {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = l2.shape().elem_count();
-        if l1.dims().last() != Some(&d) {
+        if d == 0 || l1.shape().elem_count() % d != 0 {
             candle_core::bail!(
                 "rms norm: weight {:?} does not fit {:?}",
                 l2.dims(),
@@ -210,7 +358,7 @@ impl CustomOp2 for RmsNormNode {
         };
         let dx = both.narrow(0, 0, n)?.reshape(x.shape())?;
         let dw = both.narrow(0, n, w.elem_count())?.reshape(w.shape())?;
-        Ok((Some(dx), Some(dw)))
+        Ok((x.track_op().then_some(dx), w.track_op().then_some(dw)))
     }
 }
 
@@ -316,7 +464,7 @@ impl CustomOp2 for SiluMulNode {
         };
         let dg = both.narrow(0, 0, n)?.reshape(gate.shape())?;
         let du = both.narrow(0, n, n)?.reshape(up.shape())?;
-        Ok((Some(dg), Some(du)))
+        Ok((gate.track_op().then_some(dg), up.track_op().then_some(du)))
     }
 }
 
@@ -324,7 +472,7 @@ impl CustomOp2 for SiluMulNode {
 // RoPE
 // ---------------------------------------------------------------------------------------------
 
-/// Half-split RoPE (HF's `rotate_half` layout) of `x` `[b, l, heads, hd]` with `cos` / `sin`
+/// Half-split RoPE (HF's `rotate_half` layout) of `x` `[b, l, heads · hd]` with `cos` / `sin`
 /// `[l, hd/2]` (the tables at positions `0..l`), as one node. The backward rotates the gradient
 /// back (the same kernel with `−sin`).
 pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
@@ -373,8 +521,10 @@ impl CustomOp3 for RopeNode {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (_, l, heads, hd) = l1.shape().dims4()?;
-        if hd % 2 != 0 || l2.dims() != [l, hd / 2] || l3.dims() != [l, hd / 2] {
+        let (_, l, width) = l1.shape().dims3()?;
+        let hd = 2 * l2.dims().last().copied().unwrap_or(0);
+        let heads = width / hd.max(1);
+        if hd == 0 || heads * hd != width || l2.dims() != [l, hd / 2] || l3.dims() != [l, hd / 2] {
             candle_core::bail!(
                 "rope: tables {:?} / {:?} do not fit {:?}",
                 l2.dims(),
@@ -522,15 +672,44 @@ pub(crate) mod tests {
                 angles.sin().unwrap().to_dtype(dtype).unwrap(),
             );
             agree(
-                &[randn(&[2, l, 3, hd], dtype)],
+                &[randn(&[2, l, 3 * hd], dtype)],
                 |t| rope(&t[0], &cos, &sin).unwrap(),
                 |t| {
-                    let x = t[0].transpose(1, 2).unwrap();
+                    let x = t[0]
+                        .reshape((2, l, 3, hd))
+                        .unwrap()
+                        .transpose(1, 2)
+                        .unwrap();
                     candle_nn::rotary_emb::rope_slow(&x, &cos, &sin)
                         .unwrap()
                         .transpose(1, 2)
                         .unwrap()
+                        .reshape((2, l, 3 * hd))
+                        .unwrap()
                 },
+                tol,
+            );
+            // A per-head norm (Qwen3's q/k norm) over heads of 8 in a [b, l, heads · 8] tensor.
+            agree(
+                &[randn(&[2, 9, 3 * 8], dtype), randn(&[8], dtype)],
+                |t| rms_norm(&t[0], &t[1], eps).unwrap(),
+                |t| {
+                    let x = t[0].reshape((2, 9, 3, 8)).unwrap();
+                    let var = x.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
+                    let r = (var + eps).unwrap().sqrt().unwrap();
+                    x.broadcast_div(&r)
+                        .unwrap()
+                        .broadcast_mul(&t[1])
+                        .unwrap()
+                        .reshape((2, 9, 24))
+                        .unwrap()
+                },
+                tol,
+            );
+            agree(
+                &[randn(&[3, 70, 48], dtype), randn(&[20, 48], dtype)],
+                |t| linear(&t[0], &t[1]).unwrap(),
+                |t| t[0].broadcast_matmul(&t[1].t().unwrap()).unwrap(),
                 tol,
             );
         }

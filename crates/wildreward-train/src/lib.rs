@@ -12,7 +12,8 @@
 //! tensors and autograd; `candle-nn` its `VarBuilder`, to build a fused-kernel backbone for the
 //! head-only feature pass; `tokenizers` the tokenizer the model carries; `rand` the seeded data order
 //! and LoRA initialisation; `serde` / `serde_json` / `toml` the configuration, metrics log and
-//! state; `indicatif` the progress bars; `thiserror` the error type.
+//! state; `indicatif` the progress bars; `thiserror` the error type; `rayon` runs the fused AdamW
+//! update and gradient norm over CPU tensors on the cores.
 
 pub mod batching;
 pub mod config;

@@ -6,7 +6,8 @@
 
 use crate::error::{Result, TrainError};
 use crate::params::Param;
-use candle_core::{DType, Tensor};
+use candle_core::{CpuStorage, DType, Storage, Tensor};
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// AdamW hyper-parameters.
@@ -69,13 +70,39 @@ impl AdamW {
             let g = grads
                 .get(&p.name)
                 .ok_or_else(|| TrainError::Numeric(format!("no gradient for {}", p.name)))?;
+            let w = p.var.as_tensor();
+            let decay = if p.decay {
+                1.0 - lr * self.cfg.weight_decay
+            } else {
+                1.0
+            };
+            let coeffs = Coefficients {
+                b1: b1 as f32,
+                b2: b2 as f32,
+                one_minus_b1: (1.0 - b1) as f32,
+                one_minus_b2: (1.0 - b2) as f32,
+                bc1: bc1 as f32,
+                bc2: bc2 as f32,
+                eps: self.cfg.eps as f32,
+                lr: lr as f32,
+                decay: decay as f32,
+            };
+            if let Some((w_new, m, v)) =
+                with_cpu_f32(&[w, g, &self.m[i], &self.v[i]], |x| fused_update(x, coeffs))
+            {
+                let dev = w.device();
+                p.var.set(&Tensor::from_vec(w_new, w.shape(), dev)?)?;
+                self.m[i] = Tensor::from_vec(m, w.shape(), dev)?;
+                self.v[i] = Tensor::from_vec(v, w.shape(), dev)?;
+                continue;
+            }
+            // Elsewhere (CUDA): the same arithmetic as tensor ops.
             let m = ((&self.m[i] * b1)? + (g * (1.0 - b1))?)?;
             let v = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
             let denom = ((&v / bc2)?.sqrt()? + self.cfg.eps)?;
             let update = ((&m / bc1)? / denom)?;
-            let w = p.var.as_tensor();
             let decayed = if p.decay && self.cfg.weight_decay > 0.0 {
-                (w * (1.0 - lr * self.cfg.weight_decay))?
+                (w * decay)?
             } else {
                 w.clone()
             };
@@ -121,6 +148,62 @@ impl AdamW {
     }
 }
 
+/// One step's scalars, in the f32 the update runs in (as PyTorch's CPU AdamW).
+#[derive(Debug, Clone, Copy)]
+struct Coefficients {
+    b1: f32,
+    b2: f32,
+    one_minus_b1: f32,
+    one_minus_b2: f32,
+    bc1: f32,
+    bc2: f32,
+    eps: f32,
+    lr: f32,
+    /// `1 − lr · weight_decay`, or 1 for parameters without decay.
+    decay: f32,
+}
+
+/// Runs `f` on the values of `ts` when all are contiguous f32 CPU tensors; `None` otherwise.
+fn with_cpu_f32<R>(ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Option<R> {
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut values = Vec::with_capacity(ts.len());
+    for (storage, layout) in &guards {
+        match (&**storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => values.push(&v[a..b]),
+            _ => return None,
+        }
+    }
+    Some(f(&values))
+}
+
+/// AdamW on `[w, g, m, v]` in one pass: what eleven tensor ops (and their allocations) do, as
+/// `m' = β1·m + (1−β1)·g`, `v' = β2·v + (1−β2)·g²`, `w' = w·decay − lr·(m'/bc1)/(√(v'/bc2) + ε)`.
+fn fused_update(x: &[&[f32]], c: Coefficients) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    const CHUNK: usize = 1 << 16;
+    let (w, g, m, v) = (x[0], x[1], x[2], x[3]);
+    let n = w.len();
+    let (mut w_new, mut m_new, mut v_new) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    (
+        w_new.par_chunks_mut(CHUNK),
+        m_new.par_chunks_mut(CHUNK),
+        v_new.par_chunks_mut(CHUNK),
+        (w.par_chunks(CHUNK), g.par_chunks(CHUNK)),
+        (m.par_chunks(CHUNK), v.par_chunks(CHUNK)),
+    )
+        .into_par_iter()
+        .for_each(|(wo, mo, vo, (w, g), (m, v))| {
+            for i in 0..wo.len() {
+                let mi = m[i] * c.b1 + g[i] * c.one_minus_b1;
+                let vi = v[i] * c.b2 + g[i] * g[i] * c.one_minus_b2;
+                let denom = (vi / c.bc2).sqrt() + c.eps;
+                wo[i] = w[i] * c.decay - (mi / c.bc1) / denom * c.lr;
+                mo[i] = mi;
+                vo[i] = vi;
+            }
+        });
+    (w_new, m_new, v_new)
+}
+
 /// Adds the gradients `store` holds for `params` into `grads` (by name, in f32): gradient
 /// accumulation over micro-batches, shared by the reward-model trainer and online DPO.
 pub fn accumulate(
@@ -156,11 +239,19 @@ pub fn lr_at(step: usize, total: usize, warmup: usize, peak: f64) -> f64 {
 pub fn clip_grad_norm(grads: &mut HashMap<String, Tensor>, max_norm: f64) -> Result<f64> {
     let mut sq = 0f64;
     for g in grads.values() {
-        sq += g
-            .sqr()?
-            .sum_all()?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?;
+        let fused = with_cpu_f32(&[g], |x| {
+            x[0].par_chunks(1 << 16)
+                .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
+                .sum::<f64>()
+        });
+        sq += match fused {
+            Some(s) => s,
+            None => g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?,
+        };
     }
     let norm = sq.sqrt();
     if !norm.is_finite() {
@@ -236,6 +327,63 @@ mod tests {
         let (state, step) = opt.state();
         assert_eq!(step, 2);
         assert_eq!(state.len(), 2);
+    }
+
+    /// The fused CPU update (f32) and the tensor-op update (taken for an f64 parameter, as on CUDA)
+    /// follow each other over steps with and without decay.
+    #[test]
+    fn fused_and_tensor_updates_agree() {
+        let dev = Device::Cpu;
+        let init: Vec<f32> = (0..1000)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let run = |dtype: DType| -> Vec<f64> {
+            let w = Tensor::new(init.as_slice(), &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let params = ["a", "b"]
+                .iter()
+                .map(|name| Param {
+                    name: name.to_string(),
+                    var: Var::from_tensor(&w).unwrap(),
+                    decay: *name == "a",
+                })
+                .collect::<Vec<_>>();
+            let vars: Vec<Var> = params.iter().map(|p| p.var.clone()).collect();
+            let cfg = AdamWConfig {
+                beta1: 0.9,
+                beta2: 0.95,
+                eps: 1e-8,
+                weight_decay: 0.1,
+            };
+            let mut opt = AdamW::new(params, cfg).unwrap();
+            for step in 0..3 {
+                let g = (w.sin().unwrap() * (step as f64 + 1.0)).unwrap();
+                let grads = HashMap::from([("a".to_string(), g.clone()), ("b".to_string(), g)]);
+                opt.step(&grads, 0.01).unwrap();
+            }
+            vars.iter()
+                .flat_map(|v| {
+                    v.as_tensor()
+                        .to_dtype(DType::F64)
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap()
+                })
+                .collect()
+        };
+        let (fused, tensor) = (run(DType::F32), run(DType::F64));
+        let worst = fused
+            .iter()
+            .zip(&tensor)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-5, "fused and tensor AdamW differ by {worst}");
+        assert!(fused
+            .iter()
+            .zip(&init)
+            .any(|(a, &b)| (a - b as f64).abs() > 1e-3));
     }
 
     #[test]
