@@ -34,6 +34,9 @@ pub(crate) struct AttentionMask {
     values: Arc<Vec<f64>>,
     /// `visible[seq · l + i]`: one past the last key query `i` of `seq` sees (keys after it are −∞).
     visible: Arc<Vec<usize>>,
+    /// Whether every row is 0 on its visible keys and −∞ after them (the causal + padding mask), so
+    /// the kernels can skip adding it.
+    prefix: bool,
     queries: usize,
     keys: usize,
 }
@@ -43,13 +46,18 @@ impl AttentionMask {
     pub(crate) fn new(mask: &Tensor) -> Result<Self> {
         let (_, _, queries, keys) = mask.dims4()?;
         let values = mask.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-        let visible = values
+        let visible: Vec<usize> = values
             .chunks(keys.max(1))
             .map(|row| row.iter().rposition(|v| v.is_finite()).map_or(0, |j| j + 1))
             .collect();
+        let prefix = values
+            .chunks(keys.max(1))
+            .zip(&visible)
+            .all(|(row, &n)| row[..n].iter().all(|&v| v == 0.0));
         Ok(Self {
             values: Arc::new(values),
             visible: Arc::new(visible),
+            prefix,
             queries,
             keys,
         })
@@ -122,15 +130,19 @@ impl Dims {
         })
     }
 
-    /// Offset of query (or output) row `i` of head `h` in sequence `seq`.
-    fn q_at(&self, seq: usize, i: usize, h: usize) -> usize {
-        ((seq * self.l + i) * self.heads + h) * self.hd
+    fn n_rep(&self) -> usize {
+        self.heads / self.kv_heads
     }
 
-    /// Offset of key (or value) row `j` of the key/value head serving query head `h`.
-    fn kv_at(&self, seq: usize, j: usize, h: usize) -> usize {
-        let group = h / (self.heads / self.kv_heads);
-        ((seq * self.keys + j) * self.kv_heads + group) * self.hd
+    /// Offset of the first query (or output) value of group `g`'s heads at position `i` of `seq`:
+    /// its `n_rep` heads follow one another there.
+    fn q_at(&self, seq: usize, i: usize, g: usize) -> usize {
+        ((seq * self.l + i) * self.heads + g * self.n_rep()) * self.hd
+    }
+
+    /// Offset of key (or value) row `j` of key/value head `g` in `seq`.
+    fn kv_at(&self, seq: usize, j: usize, g: usize) -> usize {
+        ((seq * self.keys + j) * self.kv_heads + g) * self.hd
     }
 
     fn q_len(&self) -> usize {
@@ -142,14 +154,35 @@ impl Dims {
     }
 }
 
-/// One block: query positions `i0 .. i0 + rows` of head `h` in sequence `seq`, over keys `0..kmax`.
+/// One block of a task (sequence `seq`, key/value head `g`): query positions `i0 .. i0 + rows` of all
+/// `n_rep` heads of the group, stacked position-major (stacked row `i · n_rep + r` is head `r` of the
+/// group at position `i0 + i`), over keys `0..kmax`. Stacking the heads that share keys and values
+/// makes each product `n_rep` times taller, which gemm runs faster.
 #[derive(Debug, Clone, Copy)]
 struct Block {
     seq: usize,
-    h: usize,
+    g: usize,
     i0: usize,
     rows: usize,
     kmax: usize,
+}
+
+impl Block {
+    /// Stacked rows.
+    fn stacked(&self, d: &Dims) -> usize {
+        self.rows * d.n_rep()
+    }
+
+    /// Copies the block's rows of `x` (`q`, the output or its gradient: `[b, l, heads · hd]`) into
+    /// `buf`, stacked (`stacked × hd`, contiguous).
+    fn gather<T: Float>(&self, d: &Dims, x: &[T], buf: &mut Vec<T>) {
+        let width = d.n_rep() * d.hd;
+        buf.clear();
+        for i in 0..self.rows {
+            let at = d.q_at(self.seq, self.i0 + i, self.g);
+            buf.extend_from_slice(&x[at..at + width]);
+        }
+    }
 }
 
 impl MaskedAttention {
@@ -165,43 +198,42 @@ impl MaskedAttention {
         Ok(())
     }
 
-    /// The blocks of head `h` in sequence `seq`, each with its visible key range.
-    fn blocks(&self, d: &Dims, seq: usize, h: usize) -> impl Iterator<Item = Block> + '_ {
+    /// The blocks of task (`seq`, `g`) that see at least one key, each with its visible key range.
+    fn blocks(&self, d: &Dims, seq: usize, g: usize) -> impl Iterator<Item = Block> + '_ {
         let l = d.l;
-        (0..l).step_by(BLOCK).map(move |i0| {
-            let rows = BLOCK.min(l - i0);
-            let at = seq * l + i0;
-            let kmax = self.mask.visible[at..at + rows]
-                .iter()
-                .copied()
-                .max()
-                .unwrap_or(0);
-            Block {
-                seq,
-                h,
-                i0,
-                rows,
-                kmax,
-            }
-        })
+        (0..l)
+            .step_by(BLOCK)
+            .map(move |i0| {
+                let rows = BLOCK.min(l - i0);
+                let at = seq * l + i0;
+                let kmax = self.mask.visible[at..at + rows]
+                    .iter()
+                    .copied()
+                    .max()
+                    .unwrap_or(0);
+                Block {
+                    seq,
+                    g,
+                    i0,
+                    rows,
+                    kmax,
+                }
+            })
+            .filter(|b| b.kmax > 0)
     }
 
-    /// The block's probabilities `rows × kmax` into `p`: scaled scores, plus the mask, softmax.
-    fn probs<T: Float>(&self, d: &Dims, q: &[T], k: &[T], blk: Block, p: &mut Vec<T>) {
-        let (rows, kmax) = (blk.rows, blk.kmax);
+    /// The block's probabilities `stacked × kmax` into `p` from its stacked queries `qs`: scaled
+    /// scores, plus the mask, softmax.
+    fn probs<T: Float>(&self, d: &Dims, qs: &[T], k: &[T], blk: Block, p: &mut Vec<T>) {
+        let (rows, kmax) = (blk.stacked(d), blk.kmax);
         p.clear();
         p.resize(rows * kmax, T::zero());
         matmul(
             p,
             kmax,
-            Strided::rows(
-                &q[d.q_at(blk.seq, blk.i0, blk.h)..],
-                rows,
-                d.hd,
-                d.heads * d.hd,
-            ),
+            Strided::rows(qs, rows, d.hd, d.hd),
             Strided::transposed(
-                &k[d.kv_at(blk.seq, 0, blk.h)..],
+                &k[d.kv_at(blk.seq, 0, blk.g)..],
                 kmax,
                 d.hd,
                 d.kv_heads * d.hd,
@@ -211,49 +243,50 @@ impl MaskedAttention {
             Parallelism::None,
         );
         for (r, row) in p.chunks_mut(kmax).enumerate() {
-            let at = (blk.seq * d.l + blk.i0 + r) * d.keys;
-            for (s, &add) in row.iter_mut().zip(&self.mask.values[at..at + kmax]) {
-                *s += T::from_f64(add);
-            }
-            let max =
-                row.iter().copied().fold(
-                    T::from_f64(f64::NEG_INFINITY),
-                    |a, b| if b > a { b } else { a },
-                );
+            let query = blk.seq * d.l + blk.i0 + r / d.n_rep();
+            let row = if self.mask.prefix {
+                // Zero on the visible keys, −∞ after them: the tail weighs exactly 0.
+                let (live, tail) = row.split_at_mut(self.mask.visible[query].min(kmax));
+                tail.iter_mut().for_each(|s| *s = T::zero());
+                live
+            } else {
+                let at = query * d.keys;
+                for (s, &add) in row.iter_mut().zip(&self.mask.values[at..at + kmax]) {
+                    *s += T::from_f64(add);
+                }
+                row
+            };
+            let max = lanes_max(row);
             if max == T::from_f64(f64::NEG_INFINITY) {
                 // A query that sees no key at all (never one of a real token): weights zero.
                 row.iter_mut().for_each(|s| *s = T::zero());
                 continue;
             }
-            let mut sum = T::zero();
-            for s in row.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
+            row.iter_mut().for_each(|s| *s = (*s - max).exp());
+            let sum = lanes_sum(row);
             let inv = T::one() / sum;
             row.iter_mut().for_each(|s| *s *= inv);
         }
     }
 
-    /// One head's output `[l, hd]` (contiguous) in sequence `seq`.
-    fn head_forward<T: Float>(
+    /// Task (`seq`, `g`)'s output `[l, n_rep · hd]` (contiguous: the stacked rows in order).
+    fn group_forward<T: Float>(
         &self,
         d: &Dims,
-        q: &[T],
-        k: &[T],
-        v: &[T],
+        (q, k, v): (&[T], &[T], &[T]),
         seq: usize,
-        h: usize,
+        g: usize,
     ) -> Vec<T> {
-        let mut out = vec![T::zero(); d.l * d.hd];
-        let mut p = Vec::new();
-        for blk in self.blocks(d, seq, h).filter(|b| b.kmax > 0) {
-            self.probs(d, q, k, blk, &mut p);
+        let mut out = vec![T::zero(); d.l * d.n_rep() * d.hd];
+        let (mut qs, mut p) = (Vec::new(), Vec::new());
+        for blk in self.blocks(d, seq, g) {
+            blk.gather(d, q, &mut qs);
+            self.probs(d, &qs, k, blk, &mut p);
             matmul(
-                &mut out[blk.i0 * d.hd..],
+                &mut out[blk.i0 * d.n_rep() * d.hd..],
                 d.hd,
-                Strided::rows(&p, blk.rows, blk.kmax, blk.kmax),
-                Strided::rows(&v[d.kv_at(seq, 0, h)..], blk.kmax, d.hd, d.kv_heads * d.hd),
+                Strided::rows(&p, blk.stacked(d), blk.kmax, blk.kmax),
+                Strided::rows(&v[d.kv_at(seq, 0, g)..], blk.kmax, d.hd, d.kv_heads * d.hd),
                 T::one(),
                 false,
                 Parallelism::None,
@@ -267,40 +300,35 @@ impl MaskedAttention {
         if q.len() != d.q_len() || k.len() != d.kv_len() || v.len() != d.kv_len() {
             candle_core::bail!("masked attention: q, k, v do not fit {d:?}");
         }
-        let heads: Vec<Vec<T>> = (0..d.b * d.heads)
+        let groups: Vec<Vec<T>> = (0..d.b * d.kv_heads)
             .into_par_iter()
-            .map(|t| self.head_forward(d, q, k, v, t / d.heads, t % d.heads))
+            .map(|t| self.group_forward(d, (q, k, v), t / d.kv_heads, t % d.kv_heads))
             .collect();
         let mut out = vec![T::zero(); d.q_len()];
-        scatter_heads(&mut out, &heads, d);
+        scatter_groups(&mut out, &groups, d);
         Ok(out)
     }
 
-    /// One head's gradients in sequence `seq`: `dq` `[l, hd]`, and its share of `dk`, `dv`
-    /// `[keys, hd]`. With `P` the block's probabilities and `dO` its output gradient:
-    /// `dv += Pᵀ dO`, `dS = P ⊙ (dO vᵀ − rowsum(dO ⊙ O))`, `dq = s · dS k`, `dk += s · dSᵀ q`.
-    #[allow(clippy::too_many_arguments)]
-    fn head_backward<T: Float>(
-        &self,
-        d: &Dims,
-        (q, k, v): (&[T], &[T], &[T]),
-        out: &[T],
-        d_out: &[T],
-        seq: usize,
-        h: usize,
-    ) -> [Vec<T>; 3] {
-        let (hd, q_stride, kv_stride) = (d.hd, d.heads * d.hd, d.kv_heads * d.hd);
+    /// Task (`seq`, `g`)'s gradients: `dq` `[l, n_rep · hd]` and `dk`, `dv` `[keys, hd]`. With `P`
+    /// the block's probabilities and `dO` its output gradient: `dv += Pᵀ dO`,
+    /// `dS = P ⊙ (dO vᵀ − rowsum(dO ⊙ O))`, `dq = s · dS k`, `dk += s · dSᵀ q`.
+    fn group_backward<T: Float>(&self, d: &Dims, x: &[&[T]], seq: usize, g: usize) -> [Vec<T>; 3] {
+        let (q, k, v, out, d_out) = (x[0], x[1], x[2], x[3], x[4]);
+        let (hd, kv_stride) = (d.hd, d.kv_heads * d.hd);
         let scale = T::from_f64(self.scale);
-        let mut dq = vec![T::zero(); d.l * hd];
+        let mut dq = vec![T::zero(); d.l * d.n_rep() * hd];
         let mut dk = vec![T::zero(); d.keys * hd];
         let mut dv = vec![T::zero(); d.keys * hd];
-        let (mut p, mut ds) = (Vec::new(), Vec::new());
-        for blk in self.blocks(d, seq, h).filter(|b| b.kmax > 0) {
-            let (rows, kmax) = (blk.rows, blk.kmax);
-            let at = d.q_at(seq, blk.i0, h);
-            let (kb, vb) = (&k[d.kv_at(seq, 0, h)..], &v[d.kv_at(seq, 0, h)..]);
-            self.probs(d, q, k, blk, &mut p);
-            let d_o = Strided::rows(&d_out[at..], rows, hd, q_stride);
+        let (kb, vb) = (&k[d.kv_at(seq, 0, g)..], &v[d.kv_at(seq, 0, g)..]);
+        let (mut qs, mut os, mut dos, mut p, mut ds) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for blk in self.blocks(d, seq, g) {
+            let (rows, kmax) = (blk.stacked(d), blk.kmax);
+            blk.gather(d, q, &mut qs);
+            blk.gather(d, out, &mut os);
+            blk.gather(d, d_out, &mut dos);
+            self.probs(d, &qs, k, blk, &mut p);
+            let d_o = Strided::rows(&dos, rows, hd, hd);
             matmul(
                 &mut dv,
                 hd,
@@ -321,18 +349,18 @@ impl MaskedAttention {
                 false,
                 Parallelism::None,
             );
-            for (r, (ds, p)) in ds.chunks_mut(kmax).zip(p.chunks(kmax)).enumerate() {
-                let row = at + r * q_stride;
-                let dot = d_out[row..row + hd]
-                    .iter()
-                    .zip(&out[row..row + hd])
-                    .fold(T::zero(), |a, (&g, &o)| a + g * o);
+            for ((ds, p), (o, g_o)) in ds
+                .chunks_mut(kmax)
+                .zip(p.chunks(kmax))
+                .zip(os.chunks(hd).zip(dos.chunks(hd)))
+            {
+                let dot = g_o.iter().zip(o).fold(T::zero(), |a, (&g, &o)| a + g * o);
                 for (ds, &p) in ds.iter_mut().zip(p) {
                     *ds = p * (*ds - dot);
                 }
             }
             matmul(
-                &mut dq[blk.i0 * hd..],
+                &mut dq[blk.i0 * d.n_rep() * hd..],
                 hd,
                 Strided::rows(&ds, rows, kmax, kmax),
                 Strided::rows(kb, kmax, hd, kv_stride),
@@ -344,7 +372,7 @@ impl MaskedAttention {
                 &mut dk,
                 hd,
                 Strided::transposed(&ds, rows, kmax, kmax),
-                Strided::rows(&q[at..], rows, hd, q_stride),
+                Strided::rows(&qs, rows, hd, hd),
                 scale,
                 true,
                 Parallelism::None,
@@ -353,44 +381,75 @@ impl MaskedAttention {
         [dq, dk, dv]
     }
 
-    fn backward<T: Float>(&self, v: &[&[T]], d: &Dims) -> Result<[Vec<T>; 3]> {
+    fn backward<T: Float>(&self, x: &[&[T]], d: &Dims) -> Result<[Vec<T>; 3]> {
         self.check(d)?;
-        let (q, k, vv, out, d_out) = (v[0], v[1], v[2], v[3], v[4]);
-        let heads: Vec<[Vec<T>; 3]> = (0..d.b * d.heads)
+        let groups: Vec<[Vec<T>; 3]> = (0..d.b * d.kv_heads)
             .into_par_iter()
-            .map(|t| self.head_backward(d, (q, k, vv), out, d_out, t / d.heads, t % d.heads))
+            .map(|t| self.group_backward(d, x, t / d.kv_heads, t % d.kv_heads))
             .collect();
         let mut dq = vec![T::zero(); d.q_len()];
-        let dqs: Vec<&[T]> = heads.iter().map(|g| g[0].as_slice()).collect();
-        scatter_heads(&mut dq, &dqs, d);
-        let n_rep = d.heads / d.kv_heads;
-        let row = d.kv_heads * d.hd;
+        let dqs: Vec<&[T]> = groups.iter().map(|g| g[0].as_slice()).collect();
+        scatter_groups(&mut dq, &dqs, d);
         let mut dk = vec![T::zero(); d.kv_len()];
         let mut dv = vec![T::zero(); d.kv_len()];
-        // Row (seq, j) of dk / dv: each key/value head sums its n_rep query heads' shares.
+        // Row (seq, j) of dk / dv: key/value head g's row j from task (seq, g).
         for (which, dst) in [(1, &mut dk), (2, &mut dv)] {
-            dst.par_chunks_mut(row).enumerate().for_each(|(sj, dst)| {
-                let (seq, j) = (sj / d.keys, sj % d.keys);
-                for (g, dst) in dst.chunks_mut(d.hd).enumerate() {
-                    for r in 0..n_rep {
-                        let src = &heads[seq * d.heads + g * n_rep + r][which][j * d.hd..][..d.hd];
-                        dst.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
+            dst.par_chunks_mut(d.kv_heads * d.hd)
+                .enumerate()
+                .for_each(|(sj, dst)| {
+                    let (seq, j) = (sj / d.keys, sj % d.keys);
+                    for (g, dst) in dst.chunks_mut(d.hd).enumerate() {
+                        let src = &groups[seq * d.kv_heads + g][which][j * d.hd..][..d.hd];
+                        dst.copy_from_slice(src);
                     }
-                }
-            });
+                });
         }
         Ok([dq, dk, dv])
     }
 }
 
-/// Writes per-head `[l, hd]` buffers (task `seq · heads + h`) into the `[b, l, heads, hd]` layout.
-fn scatter_heads<T: Float, H: AsRef<[T]> + Sync>(dst: &mut [T], heads: &[H], d: &Dims) {
+/// Lanes of the row reductions: independent partial results the compiler keeps in one vector.
+const LANES: usize = 8;
+
+/// The largest value of `row` (−∞ for an empty row).
+fn lanes_max<T: Float>(row: &[T]) -> T {
+    let neg = T::from_f64(f64::NEG_INFINITY);
+    let mut acc = [neg; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    let tail = chunks.remainder().iter().copied();
+    acc.into_iter()
+        .chain(tail)
+        .fold(neg, |a, b| if b > a { b } else { a })
+}
+
+/// The sum of `row`, in [`LANES`] partial sums.
+fn lanes_sum<T: Float>(row: &[T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    let tail = chunks.remainder().iter().copied();
+    acc.into_iter().chain(tail).fold(T::zero(), |a, b| a + b)
+}
+
+/// Writes per-task `[l, n_rep · hd]` buffers (task `seq · kv_heads + g`) into the `[b, l, heads ·
+/// hd]` layout.
+fn scatter_groups<T: Float, H: AsRef<[T]> + Sync>(dst: &mut [T], groups: &[H], d: &Dims) {
+    let width = d.n_rep() * d.hd;
     dst.par_chunks_mut(d.heads * d.hd)
         .enumerate()
         .for_each(|(si, row)| {
             let (seq, i) = (si / d.l, si % d.l);
-            for (h, dst) in row.chunks_mut(d.hd).enumerate() {
-                dst.copy_from_slice(&heads[seq * d.heads + h].as_ref()[i * d.hd..][..d.hd]);
+            for (g, dst) in row.chunks_mut(width).enumerate() {
+                dst.copy_from_slice(&groups[seq * d.kv_heads + g].as_ref()[i * width..][..width]);
             }
         });
 }
@@ -474,9 +533,19 @@ mod tests {
         let (b, l, heads, kv_heads, hd) = (3, 150, 4, 2, 8);
         let lengths = [150, 97, 1];
         let scale = 1.0 / (hd as f64).sqrt();
-        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-4)] {
+        for (dtype, tol, biased) in [
+            (DType::F64, 1e-12, false),
+            (DType::F32, 1e-4, false),
+            (DType::F64, 1e-12, true),
+        ] {
             let mask = causal_padding_mask(&lengths, l, 0, dtype, &Device::Cpu).unwrap();
+            // A mask with finite non-zero entries too (an additive bias), which the kernels add.
+            let mask = match biased {
+                true => (mask + randn(&[b, 1, l, l], dtype)).unwrap(),
+                false => mask,
+            };
             let node_mask = AttentionMask::new(&mask).unwrap();
+            assert_eq!(node_mask.prefix, !biased);
             let group: Vec<u32> = (0..heads)
                 .map(|h| (h / (heads / kv_heads)) as u32)
                 .collect();

@@ -10,12 +10,11 @@
 //!
 //! [`applies`] says when they run; elsewhere (CUDA, half precision) callers use the composed forms.
 
-use crate::packed::matmul::{matmul, Strided};
+use crate::packed::matmul::{matmul_banded, Strided};
 use candle_core::{
     CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor,
     WithDType,
 };
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// The float types the CPU nodes run in.
@@ -27,8 +26,9 @@ pub(crate) trait Float:
 }
 
 impl Float for f32 {
+    /// The packed forward's branch-free `expf` (within 2 ulp), which the compiler vectorises.
     fn exp(self) -> Self {
-        f32::exp(self)
+        crate::packed::fast_exp(self)
     }
     fn sqrt(self) -> Self {
         f32::sqrt(self)
@@ -93,25 +93,19 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
 
 struct LinearNode;
 
-/// Threads for one product: gemm splits it over rayon's pool.
-fn parallelism() -> Parallelism {
-    Parallelism::Rayon(rayon::current_num_threads().max(1))
-}
-
 impl LinearNode {
     /// `rows × out = (rows × in) · (out × in)ᵀ`.
     fn forward<T: Float>(x: &[T], w: &[T], out: usize) -> Vec<T> {
         let inp = w.len() / out.max(1);
         let rows = x.len() / inp.max(1);
         let mut y = vec![T::zero(); rows * out];
-        matmul(
+        matmul_banded(
             &mut y,
             out,
             Strided::rows(x, rows, inp, inp),
             Strided::transposed(w, out, inp, inp),
             T::one(),
             false,
-            parallelism(),
         );
         y
     }
@@ -121,14 +115,13 @@ impl LinearNode {
         let inp = w.len() / out.max(1);
         let rows = g.len() / out.max(1);
         let mut dx = vec![T::zero(); rows * inp];
-        matmul(
+        matmul_banded(
             &mut dx,
             inp,
             Strided::rows(g, rows, out, out),
             Strided::rows(w, out, inp, inp),
             T::one(),
             false,
-            parallelism(),
         );
         dx
     }
@@ -137,14 +130,13 @@ impl LinearNode {
     fn weight_grad<T: Float>(x: &[T], g: &[T], out: usize, inp: usize) -> Vec<T> {
         let rows = g.len() / out.max(1);
         let mut dw = vec![T::zero(); out * inp];
-        matmul(
+        matmul_banded(
             &mut dw,
             inp,
             Strided::transposed(g, rows, out, out),
             Strided::rows(x, rows, inp, inp),
             T::one(),
             false,
-            parallelism(),
         );
         dw
     }

@@ -38,6 +38,17 @@ impl<'a, T> Strided<'a, T> {
         }
     }
 
+    /// Rows `start..end` of this matrix.
+    pub(crate) fn row_range(&self, start: usize, end: usize) -> Self {
+        let end = end.min(self.rows);
+        let start = start.min(end);
+        Self {
+            data: self.data.get(start * self.row_stride..).unwrap_or(&[]),
+            rows: end - start,
+            ..*self
+        }
+    }
+
     /// Whether every element lies inside `data`.
     fn fits(&self) -> bool {
         self.rows == 0
@@ -95,4 +106,35 @@ pub(crate) fn matmul<T: 'static + Copy + From<f32>>(
             parallelism,
         );
     }
+}
+
+/// [`matmul`] with the rows of `dst` (and `lhs`) split into one contiguous band per rayon thread,
+/// each band a single-threaded product: no synchronisation inside the product, at the cost of each
+/// band packing `rhs` itself.
+pub(crate) fn matmul_banded<T: 'static + Copy + Send + Sync + From<f32>>(
+    dst: &mut [T],
+    dst_row_stride: usize,
+    lhs: Strided<T>,
+    rhs: Strided<T>,
+    scale: T,
+    accumulate: bool,
+) {
+    let threads = rayon::current_num_threads().max(1);
+    let band = lhs.rows.div_ceil(threads).max(1);
+    let bands: Vec<(usize, &mut [T])> = dst.chunks_mut(band * dst_row_stride).enumerate().collect();
+    use rayon::prelude::*;
+    bands.into_par_iter().for_each(|(i, d)| {
+        let part = lhs.row_range(i * band, (i + 1) * band);
+        if part.rows > 0 {
+            matmul(
+                d,
+                dst_row_stride,
+                part,
+                rhs,
+                scale,
+                accumulate,
+                Parallelism::None,
+            );
+        }
+    });
 }

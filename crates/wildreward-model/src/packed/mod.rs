@@ -772,7 +772,11 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
     // Adding and subtracting 1.5·2²³ rounds to the nearest integer in the float unit.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.3);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
+    // The integer n sits in the low mantissa bits of t: read it there rather than through a float to
+    // integer cast, whose saturation keeps the compiler from vectorising the loop.
+    let n_int = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let r = x - n * LN2_HI - n * LN2_LO;
     let r2 = r * r;
     let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
@@ -780,7 +784,7 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
         * r
         + 0.5;
     let e = p * r2 + r + 1.0;
-    let scale = f32::from_bits((((n as i32) + 127) as u32) << 23);
+    let scale = f32::from_bits((n_int.wrapping_add(127) as u32) << 23);
     e * scale
 }
 
