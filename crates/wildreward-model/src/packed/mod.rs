@@ -22,7 +22,7 @@ use crate::backbone::Backbone;
 use crate::nn::{Linear, RmsNorm};
 use candle_core::{CpuStorage, Device, Result, Storage, StorageRef, Tensor};
 use gemm::Parallelism;
-use matmul::{matmul, Strided};
+use matmul::{matmul, matmul_banded, Strided};
 use rayon::prelude::*;
 
 pub mod decode;
@@ -451,12 +451,6 @@ impl<'a> View<'a> {
     }
 }
 
-fn threads() -> Parallelism {
-    match rayon::current_num_threads() {
-        0 | 1 => Parallelism::None,
-        n => Parallelism::Rayon(n),
-    }
-}
 
 /// `out[t, :] (+)= x[t, :] · Wᵀ + b` for `tokens` rows, `W` in HF's `[out, in]` layout; adds to `out`
 /// when `accumulate` (the residual stream), overwrites it otherwise.
@@ -476,14 +470,13 @@ pub(crate) fn linear(
     if tokens <= SKINNY_ROWS {
         skinny_linear(&x[..tokens * k], w, &mut out[..tokens * n], k, accumulate);
     } else {
-        matmul(
-            out,
+        matmul_banded(
+            &mut out[..tokens * n],
             n,
             Strided::rows(x, tokens, k, k),
             Strided::transposed(w, n, k, k),
             1.0,
             accumulate,
-            threads(),
         );
     }
     if let Some(bias) = lin.bias() {
