@@ -412,7 +412,7 @@ impl MaskedAttention {
 const LANES: usize = 8;
 
 /// The largest value of `row` (−∞ for an empty row).
-fn lanes_max<T: Float>(row: &[T]) -> T {
+pub(crate) fn lanes_max<T: Float>(row: &[T]) -> T {
     let neg = T::from_f64(f64::NEG_INFINITY);
     let mut acc = [neg; LANES];
     let mut chunks = row.chunks_exact(LANES);
@@ -428,7 +428,7 @@ fn lanes_max<T: Float>(row: &[T]) -> T {
 }
 
 /// The sum of `row`, in [`LANES`] partial sums.
-fn lanes_sum<T: Float>(row: &[T]) -> T {
+pub(crate) fn lanes_sum<T: Float>(row: &[T]) -> T {
     let mut acc = [T::zero(); LANES];
     let mut chunks = row.chunks_exact(LANES);
     for c in &mut chunks {

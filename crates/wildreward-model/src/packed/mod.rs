@@ -451,7 +451,6 @@ impl<'a> View<'a> {
     }
 }
 
-
 /// `out[t, :] (+)= x[t, :] · Wᵀ + b` for `tokens` rows, `W` in HF's `[out, in]` layout; adds to `out`
 /// when `accumulate` (the residual stream), overwrites it otherwise.
 pub(crate) fn linear(
@@ -616,10 +615,12 @@ pub(crate) fn apply_rope(x: &mut [f32], rope: &Rope, positions: &[usize], heads:
         });
 }
 
-/// One attention task: a block of queries of one head of one row.
+/// One attention task: a block of queries of one row, for all query heads of one key/value group,
+/// stacked position-major (stacked row `i · n_rep + r` is the group's head `r` at position `q0 + i`):
+/// the heads that share keys and values run as one taller product, which gemm runs faster.
 #[derive(Debug, Clone, Copy)]
 struct Task {
-    head: usize,
+    group: usize,
     /// The row's first token in the key/value buffers.
     kv_start: usize,
     /// The block's first query in the query buffer.
@@ -630,7 +631,8 @@ struct Task {
 }
 
 /// Causal attention of the queries in `runs`, each row attending to its own keys only, written
-/// token-major into `out` (`[query rows, heads·hd]`) through the head-major scratch `by_head`.
+/// token-major into `out` (`[query rows, heads·hd]`) through the group-major scratch `by_head`
+/// (`[kv_heads, query rows, n_rep, hd]`, as large as `[heads, query rows, hd]`).
 pub(crate) fn attention(
     q: &[f32],
     k: &[f32],
@@ -641,20 +643,26 @@ pub(crate) fn attention(
     out: &mut [f32],
 ) {
     let hd = d.head_dim;
+    let n_rep = d.heads / d.kv_heads;
+    let group_width = n_rep * hd;
     let q_rows: usize = runs.iter().map(|r| r.q1 - r.q0).sum();
-    // Each task owns its block of the head-major output (`[heads, q_rows, hd]`), so the tasks run in
-    // parallel over disjoint slices. Runs fill the query rows in order.
+    // Each task owns its block of the group-major output, so the tasks run in parallel over disjoint
+    // slices. Runs fill the query rows in order.
     let mut work: Vec<(Task, &mut [f32])> = Vec::new();
-    for (head, head_out) in by_head.chunks_mut(q_rows * hd).take(d.heads).enumerate() {
-        let mut rest = head_out;
+    for (group, group_out) in by_head
+        .chunks_mut(q_rows * group_width)
+        .take(d.kv_heads)
+        .enumerate()
+    {
+        let mut rest = group_out;
         for run in runs {
             let mut q0 = run.q0;
             while q0 < run.q1 {
                 let q1 = (q0 + QUERY_BLOCK).min(run.q1);
-                let (block, more) = std::mem::take(&mut rest).split_at_mut((q1 - q0) * hd);
+                let (block, more) = std::mem::take(&mut rest).split_at_mut((q1 - q0) * group_width);
                 rest = more;
                 let task = Task {
-                    head,
+                    group,
                     kv_start: run.span.start,
                     q_row: run.q_row + (q0 - run.q0),
                     q0,
@@ -667,11 +675,11 @@ pub(crate) fn attention(
     }
     // Longest first: the big blocks start early and the small ones fill the gaps.
     work.sort_by_key(|(t, _)| std::cmp::Reverse((t.q1 - t.q0) * t.q1));
-    work.into_par_iter()
-        .for_each_init(Vec::new, |scores, (task, block)| {
-            attend(task, q, k, v, d, scores, block)
-        });
-    // Back to token-major for the output projection.
+    work.into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(stacked, scores), (task, block)| attend(task, q, k, v, d, stacked, scores, block),
+    );
+    // Back to token-major for the output projection: a group's heads are adjacent in both layouts.
     let width = d.heads * hd;
     let by_head = &*by_head;
     out[..q_rows * width]
@@ -679,44 +687,52 @@ pub(crate) fn attention(
         .enumerate()
         .with_min_len(16)
         .for_each(|(t, dst)| {
-            for (head, dst) in dst.chunks_mut(hd).enumerate() {
-                let src = (head * q_rows + t) * hd;
-                dst.copy_from_slice(&by_head[src..src + hd]);
+            for (group, dst) in dst.chunks_mut(group_width).enumerate() {
+                let src = (group * q_rows + t) * group_width;
+                dst.copy_from_slice(&by_head[src..src + group_width]);
             }
         });
 }
 
-/// `softmax(q kᵀ / √hd + causal) v` for one task; `out` is the task's `[q1 − q0, hd]` block.
+/// `softmax(q kᵀ / √hd + causal) v` for one task; `out` is the task's stacked `[(q1 − q0) · n_rep,
+/// hd]` block.
+#[allow(clippy::too_many_arguments)]
 fn attend(
     task: Task,
     q: &[f32],
     k: &[f32],
     v: &[f32],
     d: &Dims,
+    stacked: &mut Vec<f32>,
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
     let hd = d.head_dim;
+    let n_rep = d.heads / d.kv_heads;
     let (q_stride, kv_stride) = (d.heads * hd, d.kv_heads * hd);
-    let group = task.head / (d.heads / d.kv_heads);
-    let (rows, keys) = (task.q1 - task.q0, task.q1);
+    let (rows, keys) = ((task.q1 - task.q0) * n_rep, task.q1);
+    // The group's heads at each position are adjacent in `q`: one copy per position.
+    stacked.clear();
+    for i in 0..task.q1 - task.q0 {
+        let at = (task.q_row + i) * q_stride + task.group * n_rep * hd;
+        stacked.extend_from_slice(&q[at..at + n_rep * hd]);
+    }
     scores.clear();
     scores.resize(rows * keys, 0.0);
-    let q_at = task.q_row * q_stride + task.head * hd;
-    let kv_at = task.kv_start * kv_stride + group * hd;
+    let kv_at = task.kv_start * kv_stride + task.group * hd;
     assert_eq!(out.len(), rows * hd, "attention task out of bounds");
     let scale = 1.0 / (hd as f32).sqrt();
     matmul(
         scores,
         keys,
-        Strided::rows(&q[q_at..], rows, hd, q_stride),
+        Strided::rows(stacked, rows, hd, hd),
         Strided::transposed(&k[kv_at..], keys, hd, kv_stride),
         scale,
         false,
         Parallelism::None,
     );
     for (i, row) in scores.chunks_mut(keys).enumerate() {
-        softmax_prefix(row, task.q0 + i + 1);
+        softmax_prefix(row, task.q0 + i / n_rep + 1);
     }
     matmul(
         out,
@@ -732,12 +748,10 @@ fn attend(
 /// Softmax over `row[..valid]`; the masked tail `row[valid..]` becomes 0.
 fn softmax_prefix(row: &mut [f32], valid: usize) {
     let (live, masked) = row.split_at_mut(valid);
-    let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for x in live.iter_mut() {
-        *x = fast_exp(*x - max);
-        sum += *x;
-    }
+    // Separate passes, the reductions in lanes: each loop vectorises.
+    let max = crate::attention::lanes_max(live);
+    live.iter_mut().for_each(|x| *x = fast_exp(*x - max));
+    let sum = crate::attention::lanes_sum(live);
     let inv = 1.0 / sum;
     live.iter_mut().for_each(|x| *x *= inv);
     masked.fill(0.0);
