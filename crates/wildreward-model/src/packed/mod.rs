@@ -5,8 +5,8 @@
 //! of a batch are concatenated into one `[tokens, hidden]` matrix instead (no padding at all: the
 //! projections and the MLP see only real tokens), every projection is one large gemm call into a
 //! buffer reused across layers (the residual adds fused into the output projections), and attention
-//! runs per (head, row, block of queries) over the causal part only, in parallel, without repeating
-//! the grouped key/value heads. Only the last token's state is kept at the end: it is all a reward
+//! ([`attention`]) runs per (row, block of queries, key/value group) over the causal part only, in
+//! parallel, the group's query heads stacked instead of repeating its keys and values. Only the last token's state is kept at the end: it is all a reward
 //! head reads.
 //!
 //! It gives the numbers of the differentiable path (tested against transformers on every supported
@@ -21,17 +21,15 @@
 use crate::backbone::Backbone;
 use crate::nn::{Linear, RmsNorm};
 use candle_core::{CpuStorage, Device, Result, Storage, StorageRef, Tensor};
-use gemm::Parallelism;
-use matmul::{matmul, matmul_banded, Strided};
+use matmul::{matmul_banded, Strided};
 use rayon::prelude::*;
 
+mod attention;
 pub mod decode;
 pub(crate) mod matmul;
 mod prefix;
 
-/// Queries per attention task: large enough for an efficient gemm, small enough to balance the work
-/// of long rows across threads.
-const QUERY_BLOCK: usize = 128;
+pub(crate) use attention::{attention, fast_exp};
 
 /// Whether the packed forward can run `backbone`: f32 weights on the CPU, no LoRA adapter.
 pub fn supports(backbone: &Backbone) -> bool {
@@ -615,148 +613,6 @@ pub(crate) fn apply_rope(x: &mut [f32], rope: &Rope, positions: &[usize], heads:
         });
 }
 
-/// One attention task: a block of queries of one row, for all query heads of one key/value group,
-/// stacked position-major (stacked row `i · n_rep + r` is the group's head `r` at position `q0 + i`):
-/// the heads that share keys and values run as one taller product, which gemm runs faster.
-#[derive(Debug, Clone, Copy)]
-struct Task {
-    group: usize,
-    /// The row's first token in the key/value buffers.
-    kv_start: usize,
-    /// The block's first query in the query buffer.
-    q_row: usize,
-    /// The block's positions within the row.
-    q0: usize,
-    q1: usize,
-}
-
-/// Causal attention of the queries in `runs`, each row attending to its own keys only, written
-/// token-major into `out` (`[query rows, heads·hd]`) through the group-major scratch `by_head`
-/// (`[kv_heads, query rows, n_rep, hd]`, as large as `[heads, query rows, hd]`).
-pub(crate) fn attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    runs: &[QueryRun],
-    d: &Dims,
-    by_head: &mut [f32],
-    out: &mut [f32],
-) {
-    let hd = d.head_dim;
-    let n_rep = d.heads / d.kv_heads;
-    let group_width = n_rep * hd;
-    let q_rows: usize = runs.iter().map(|r| r.q1 - r.q0).sum();
-    // Each task owns its block of the group-major output, so the tasks run in parallel over disjoint
-    // slices. Runs fill the query rows in order.
-    let mut work: Vec<(Task, &mut [f32])> = Vec::new();
-    for (group, group_out) in by_head
-        .chunks_mut(q_rows * group_width)
-        .take(d.kv_heads)
-        .enumerate()
-    {
-        let mut rest = group_out;
-        for run in runs {
-            let mut q0 = run.q0;
-            while q0 < run.q1 {
-                let q1 = (q0 + QUERY_BLOCK).min(run.q1);
-                let (block, more) = std::mem::take(&mut rest).split_at_mut((q1 - q0) * group_width);
-                rest = more;
-                let task = Task {
-                    group,
-                    kv_start: run.span.start,
-                    q_row: run.q_row + (q0 - run.q0),
-                    q0,
-                    q1,
-                };
-                work.push((task, block));
-                q0 = q1;
-            }
-        }
-    }
-    // Longest first: the big blocks start early and the small ones fill the gaps.
-    work.sort_by_key(|(t, _)| std::cmp::Reverse((t.q1 - t.q0) * t.q1));
-    work.into_par_iter().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(stacked, scores), (task, block)| attend(task, q, k, v, d, stacked, scores, block),
-    );
-    // Back to token-major for the output projection: a group's heads are adjacent in both layouts.
-    let width = d.heads * hd;
-    let by_head = &*by_head;
-    out[..q_rows * width]
-        .par_chunks_mut(width)
-        .enumerate()
-        .with_min_len(16)
-        .for_each(|(t, dst)| {
-            for (group, dst) in dst.chunks_mut(group_width).enumerate() {
-                let src = (group * q_rows + t) * group_width;
-                dst.copy_from_slice(&by_head[src..src + group_width]);
-            }
-        });
-}
-
-/// `softmax(q kᵀ / √hd + causal) v` for one task; `out` is the task's stacked `[(q1 − q0) · n_rep,
-/// hd]` block.
-#[allow(clippy::too_many_arguments)]
-fn attend(
-    task: Task,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    d: &Dims,
-    stacked: &mut Vec<f32>,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    let hd = d.head_dim;
-    let n_rep = d.heads / d.kv_heads;
-    let (q_stride, kv_stride) = (d.heads * hd, d.kv_heads * hd);
-    let (rows, keys) = ((task.q1 - task.q0) * n_rep, task.q1);
-    // The group's heads at each position are adjacent in `q`: one copy per position.
-    stacked.clear();
-    for i in 0..task.q1 - task.q0 {
-        let at = (task.q_row + i) * q_stride + task.group * n_rep * hd;
-        stacked.extend_from_slice(&q[at..at + n_rep * hd]);
-    }
-    scores.clear();
-    scores.resize(rows * keys, 0.0);
-    let kv_at = task.kv_start * kv_stride + task.group * hd;
-    assert_eq!(out.len(), rows * hd, "attention task out of bounds");
-    let scale = 1.0 / (hd as f32).sqrt();
-    matmul(
-        scores,
-        keys,
-        Strided::rows(stacked, rows, hd, hd),
-        Strided::transposed(&k[kv_at..], keys, hd, kv_stride),
-        scale,
-        false,
-        Parallelism::None,
-    );
-    for (i, row) in scores.chunks_mut(keys).enumerate() {
-        softmax_prefix(row, task.q0 + i / n_rep + 1);
-    }
-    matmul(
-        out,
-        hd,
-        Strided::rows(scores, rows, keys, keys),
-        Strided::rows(&v[kv_at..], keys, hd, kv_stride),
-        1.0,
-        false,
-        Parallelism::None,
-    );
-}
-
-/// Softmax over `row[..valid]`; the masked tail `row[valid..]` becomes 0.
-fn softmax_prefix(row: &mut [f32], valid: usize) {
-    let (live, masked) = row.split_at_mut(valid);
-    // Separate passes, the reductions in lanes: each loop vectorises.
-    let max = crate::attention::lanes_max(live);
-    live.iter_mut().for_each(|x| *x = fast_exp(*x - max));
-    let sum = crate::attention::lanes_sum(live);
-    let inv = 1.0 / sum;
-    live.iter_mut().for_each(|x| *x *= inv);
-    masked.fill(0.0);
-}
-
 /// `gate = silu(gate) · up`, elementwise.
 fn silu_mul(gate: &mut [f32], up: &[f32]) {
     gate.par_chunks_mut(4096)
@@ -766,61 +622,4 @@ fn silu_mul(gate: &mut [f32], up: &[f32]) {
                 *g = *g / (1.0 + fast_exp(-*g)) * u;
             }
         });
-}
-
-/// `eˣ` to within 2 ulp over the f32 range (Cephes' `expf` polynomial), written without branches or
-/// calls so the compiler vectorises the loops that use it. Saturates below −87.3 (to ~1e-38) and
-/// above 88.3 (to ~2e38).
-#[inline(always)]
-pub(crate) fn fast_exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding and subtracting 1.5·2²³ rounds to the nearest integer in the float unit.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.3, 88.3);
-    let t = x * LOG2E + ROUND;
-    let n = t - ROUND;
-    // The integer n sits in the low mantissa bits of t: read it there rather than through a float to
-    // integer cast, whose saturation keeps the compiler from vectorising the loop.
-    let n_int = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let r2 = r * r;
-    let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let e = p * r2 + r + 1.0;
-    let scale = f32::from_bits((n_int.wrapping_add(127) as u32) << 23);
-    e * scale
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_exp_matches_std_to_a_few_ulp() {
-        let mut worst = 0f32;
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let (got, want) = (fast_exp(x), x.exp());
-            worst = worst.max(((got - want) / want).abs());
-            x += 0.0137;
-        }
-        assert!(worst < 3e-7, "relative error {worst}");
-        assert!(fast_exp(-1000.0) < 1e-37);
-        assert_eq!(fast_exp(0.0), 1.0);
-    }
-
-    #[test]
-    fn causal_softmax_zeroes_the_masked_tail_and_sums_to_one() {
-        let mut row = vec![1.0, 2.0, 3.0, 100.0, -5.0];
-        softmax_prefix(&mut row, 3);
-        let z: f32 = [1f32, 2.0, 3.0].iter().map(|v| v.exp()).sum();
-        for (got, v) in row.iter().zip([1f32, 2.0, 3.0]) {
-            assert!((got - v.exp() / z).abs() < 1e-6);
-        }
-        assert_eq!(&row[3..], &[0.0, 0.0]);
-    }
 }
