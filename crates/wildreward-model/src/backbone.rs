@@ -191,20 +191,43 @@ impl Attention {
     /// and attention nodes, with no reshapes, transposes or copies in the graph (each would cost a
     /// zero-fill and an add in candle's backward); see [`crate::nodes`] and [`crate::attention`].
     fn forward_nodes(&self, x: &Tensor, rotary: &Rotary, mask: &AttentionMask) -> Result<Tensor> {
-        let hd = self.head_dim;
-        let project = |proj: &Linear, norm: Option<&RmsNorm>| -> Result<Tensor> {
-            let y = proj.forward(x)?;
-            match norm {
-                // Qwen3's per-head norm: runs of `hd` values.
-                Some(norm) => nodes::rms_norm(&y, norm.weight(), norm.eps()),
-                None => Ok(y),
-            }
-        };
-        let q = rotary.apply_node(&project(&self.q_proj, self.q_norm.as_ref())?)?;
-        let k = rotary.apply_node(&project(&self.k_proj, self.k_norm.as_ref())?)?;
-        let v = project(&self.v_proj, None)?;
+        let q = rotary.apply_node(&self.project(&self.q_proj, x, self.q_norm.as_ref())?)?;
+        let k = rotary.apply_node(&self.project(&self.k_proj, x, self.k_norm.as_ref())?)?;
+        let v = self.project(&self.v_proj, x, None)?;
         self.o_proj
-            .forward(&masked_attention(&q, &k, &v, mask, hd)?)
+            .forward(&masked_attention(&q, &k, &v, mask, self.head_dim)?)
+    }
+
+    /// Like [`Attention::forward_nodes`] for one query per row, that row's last token (`x_last`
+    /// `[b, 1, hidden]`, at position `lengths[row] − 1`), over the keys of all of `x`'s positions.
+    fn forward_last_nodes(
+        &self,
+        x: &Tensor,
+        x_last: &Tensor,
+        rotary: &Rotary,
+        lengths: &[usize],
+    ) -> Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        let k = rotary.apply_node(&self.project(&self.k_proj, x, self.k_norm.as_ref())?)?;
+        let v = self.project(&self.v_proj, x, None)?;
+        let q = self.project(&self.q_proj, x_last, self.q_norm.as_ref())?;
+        // Each row's query at its own position: the rows as the node's positions, one table row each.
+        let width = q.dim(2)?;
+        let q = rotary
+            .apply_node_at(&q.reshape((1, b, width))?, lengths)?
+            .reshape((b, 1, width))?;
+        let mask = causal_padding_mask(lengths, 1, l - 1, x.dtype(), x.device())?;
+        let out = masked_attention(&q, &k, &v, &AttentionMask::new(&mask)?, self.head_dim)?;
+        self.o_proj.forward(&out)
+    }
+
+    /// A projection in the `[b, l, heads · hd]` layout, with Qwen3's per-head norm (runs of `hd`).
+    fn project(&self, proj: &Linear, x: &Tensor, norm: Option<&RmsNorm>) -> Result<Tensor> {
+        let y = proj.forward(x)?;
+        match norm {
+            Some(norm) => nodes::rms_norm(&y, norm.weight(), norm.eps()),
+            None => Ok(y),
+        }
     }
 
     fn forward(
@@ -397,6 +420,35 @@ impl DecoderLayer {
     }
 }
 
+impl DecoderLayer {
+    /// The block's output at each row's last token only, `[b, 1, hidden]` (the CPU training path):
+    /// keys and values from every position of `x`, the query, output projection and MLP at the last.
+    fn forward_last(&self, x: &Tensor, rotary: &Rotary, lengths: &[usize]) -> Result<Tensor> {
+        let (b, l, h) = x.dims3()?;
+        let idx: Vec<u32> = lengths
+            .iter()
+            .enumerate()
+            .map(|(row, &n)| (row * l + n - 1) as u32)
+            .collect();
+        let idx = Tensor::from_vec(idx, b, x.device())?;
+        let x_last = x
+            .reshape((b * l, h))?
+            .index_select(&idx, 0)?
+            .reshape((b, 1, h))?;
+        let attn = self.self_attn.forward_last_nodes(
+            &self.input_layernorm.forward(x)?,
+            &self.input_layernorm.forward(&x_last)?,
+            rotary,
+            lengths,
+        )?;
+        let x = (x_last + attn)?;
+        let mlp = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&x)?)?;
+        x + mlp
+    }
+}
+
 /// The attention mask of one forward pass: the additive tensor, and (only for a full-sequence
 /// forward with the differentiable kernels on the CPU) the same mask as the one-node attention reads
 /// it; its presence is what selects that attention.
@@ -525,9 +577,8 @@ impl Backbone {
             .reshape((b, l, self.hidden_size))
     }
 
-    /// Final hidden states `[batch, seq, hidden]` of a right-padded batch `ids` `[batch, seq]` whose
-    /// rows have `lengths` real tokens. Real positions are exactly what each row alone would give.
-    pub fn forward(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+    /// Errors unless `lengths` fit the rows of `ids` and the positions the tables cover.
+    fn check_batch(&self, ids: &Tensor, lengths: &[usize]) -> Result<()> {
         let (b, l) = ids.dims2()?;
         if lengths.len() != b || lengths.iter().any(|&n| n == 0 || n > l) {
             candle_core::bail!("lengths {lengths:?} do not fit a batch of {b} rows of {l} tokens");
@@ -538,7 +589,13 @@ impl Backbone {
                 self.max_positions()
             );
         }
-        let mask = if l > 1 {
+        Ok(())
+    }
+
+    /// The attention mask of a full-sequence forward of a right-padded batch (none for one token),
+    /// with the one-node attention's form when training on the CPU.
+    fn mask(&self, lengths: &[usize], l: usize) -> Result<Option<Mask>> {
+        Ok(if l > 1 {
             let tensor = causal_padding_mask(lengths, l, 0, self.dtype, &self.device)?;
             let trains = self
                 .layers
@@ -555,7 +612,41 @@ impl Backbone {
             Some(Mask { tensor, node })
         } else {
             None
+        })
+    }
+
+    /// Final hidden states at each row's last real token, `[batch, hidden]`, differentiable: the
+    /// numbers of [`Backbone::forward`] then [`Backbone::last_token`], which is all a reward head
+    /// reads. On the CPU training path the last layer runs its query, output projection and MLP at
+    /// those tokens only (its keys and values still cover every position): one layer's worth of
+    /// work for the other tokens, forward and backward, is skipped.
+    pub fn forward_last(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let (_, l) = ids.dims2()?;
+        self.check_batch(ids, lengths)?;
+        let mask = self.mask(lengths, l)?;
+        // The one-node path (CPU training) only: elsewhere, the full forward and a gather.
+        let (Some((last, rest)), Some(_)) = (
+            self.layers.split_last(),
+            mask.as_ref().and_then(|m| m.node.as_ref()),
+        ) else {
+            let hidden = self.forward(ids, lengths)?;
+            return Self::last_token(&hidden, lengths);
         };
+        let mut x = self.embed(ids)?;
+        for layer in rest {
+            x = layer.forward(&x, &self.rotary, 0, mask.as_ref(), None)?;
+        }
+        let x = last.forward_last(&x, &self.rotary, lengths)?;
+        let (b, _, h) = x.dims3()?;
+        self.norm.forward(&x)?.reshape((b, h))
+    }
+
+    /// Final hidden states `[batch, seq, hidden]` of a right-padded batch `ids` `[batch, seq]` whose
+    /// rows have `lengths` real tokens. Real positions are exactly what each row alone would give.
+    pub fn forward(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let (_, l) = ids.dims2()?;
+        self.check_batch(ids, lengths)?;
+        let mask = self.mask(lengths, l)?;
         let mut x = self.embed(ids)?;
         for layer in &self.layers {
             x = layer.forward(&x, &self.rotary, 0, mask.as_ref(), None)?;

@@ -157,9 +157,8 @@ impl RewardModel {
 
     /// Reward logits `[batch, outputs]` (f32) for a right-padded batch with `lengths` real tokens.
     pub fn logits(&self, ids: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
-        let hidden = self.backbone.forward(ids, lengths)?;
-        let pooled = Backbone::last_token(&hidden, lengths)?;
-        self.head.forward(&pooled)
+        self.head
+            .forward(&self.backbone.forward_last(ids, lengths)?)
     }
 
     /// Reward logits `[rows, outputs]` (f32) for unpadded rows of token ids: the packed CPU forward

@@ -250,6 +250,21 @@ impl Rotary {
         )
     }
 
+    /// Rotates row `r` of `x` `[1, rows, heads · head_dim]` to position `lengths[r] − 1` (each row's
+    /// last token) with the RoPE node.
+    pub(crate) fn apply_node_at(&self, x: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let at: Vec<u32> = lengths
+            .iter()
+            .map(|&n| n.saturating_sub(1) as u32)
+            .collect();
+        let at = Tensor::from_vec(at, lengths.len(), x.device())?;
+        crate::nodes::rope(
+            x,
+            &self.cos.index_select(&at, 0)?,
+            &self.sin.index_select(&at, 0)?,
+        )
+    }
+
     /// Rotates `x` `[batch, heads, seq, head_dim]` whose first position is `offset`.
     pub fn apply(&self, x: &Tensor, offset: usize, kernels: Kernels) -> Result<Tensor> {
         let seq = x.dim(2)?;

@@ -126,7 +126,15 @@ fn check(arch: &str) {
     let labels = [4u8, 2, 1];
     let loss_of = || -> Tensor {
         let hidden = bb.forward(&ids, &lengths).unwrap();
-        let pooled = Backbone::last_token(&hidden, &lengths).unwrap();
+        // The reward heads read the last-token path (its last layer runs at those tokens only); the
+        // LM head reads every position of the full forward.
+        let pooled = bb.forward_last(&ids, &lengths).unwrap();
+        let gathered = Backbone::last_token(&hidden, &lengths).unwrap();
+        assert!(
+            max_abs_diff(&pooled, &gathered) < 1e-12,
+            "{arch}: forward_last differs from the full forward's last tokens by {}",
+            max_abs_diff(&pooled, &gathered)
+        );
         let z = ord.forward(&pooled).unwrap();
         let zc = coral.forward(&pooled).unwrap();
         let zs = scalar.forward(&pooled).unwrap().squeeze(1).unwrap();
