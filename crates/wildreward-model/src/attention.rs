@@ -17,7 +17,7 @@
 //! keys]` is shared by the heads. CPU, f32 or f64; the backbone uses the composed form elsewhere (CUDA, half
 //! precision, the KV-cache path).
 
-use crate::nodes::{slice, with_values, Float};
+use crate::nodes::{float_storage, float_values, Float};
 use crate::packed::matmul::{matmul, Strided};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
@@ -469,15 +469,7 @@ impl CustomOp3 for MaskedAttention {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = Dims::of(l1.shape(), l2.shape(), l3.shape(), self.head_dim)?;
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(self.forward(&d, slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?)?)
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(self.forward(&d, slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?)?)
-            }
-            _ => candle_core::bail!("masked attention runs in f32 or f64"),
-        };
+        let out = float_storage!("masked attention", q = (s1, l1), k = (s2, l2), v = (s3, l3) => self.forward(&d, q, k, v)?);
         Ok((out, l1.shape().clone()))
     }
 
@@ -491,27 +483,15 @@ impl CustomOp3 for MaskedAttention {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = Dims::of(q.shape(), k.shape(), v.shape(), self.head_dim)?;
         let d_out = d_out.contiguous()?;
-        let inputs = [q, k, v, out, &d_out];
         let dev = q.device();
-        let [dq, dk, dv] = match q.dtype() {
-            DType::F32 => with_values::<f32, _>(&inputs, |x| {
-                let [dq, dk, dv] = self.backward(x, &d)?;
-                Ok([
-                    Tensor::from_vec(dq, q.shape(), dev)?,
-                    Tensor::from_vec(dk, k.shape(), dev)?,
-                    Tensor::from_vec(dv, v.shape(), dev)?,
-                ])
-            })?,
-            DType::F64 => with_values::<f64, _>(&inputs, |x| {
-                let [dq, dk, dv] = self.backward(x, &d)?;
-                Ok([
-                    Tensor::from_vec(dq, q.shape(), dev)?,
-                    Tensor::from_vec(dk, k.shape(), dev)?,
-                    Tensor::from_vec(dv, v.shape(), dev)?,
-                ])
-            })?,
-            dtype => candle_core::bail!("masked attention runs in f32 or f64, not {dtype:?}"),
-        };
+        let [dq, dk, dv] = float_values!("masked attention", [q, k, v, out, &d_out], |x| {
+            let [dq, dk, dv] = self.backward(x, &d)?;
+            Ok([
+                Tensor::from_vec(dq, q.shape(), dev)?,
+                Tensor::from_vec(dk, k.shape(), dev)?,
+                Tensor::from_vec(dv, v.shape(), dev)?,
+            ])
+        })?;
         let wanted = |t: &Tensor, g: Tensor| t.track_op().then_some(g);
         Ok((wanted(q, dq), wanted(k, dk), wanted(v, dv)))
     }

@@ -412,6 +412,11 @@ impl DecoderLayer {
             mask,
             cache,
         )?;
+        self.residual_mlp(x, &attn)
+    }
+
+    /// The block after attention: the residual add, then the MLP on its norm, added in turn.
+    fn residual_mlp(&self, x: &Tensor, attn: &Tensor) -> Result<Tensor> {
         let x = (x + attn)?;
         let mlp = self
             .mlp
@@ -441,11 +446,7 @@ impl DecoderLayer {
             rotary,
             lengths,
         )?;
-        let x = (x_last + attn)?;
-        let mlp = self
-            .mlp
-            .forward(&self.post_attention_layernorm.forward(&x)?)?;
-        x + mlp
+        self.residual_mlp(&x_last, &attn)
     }
 }
 
@@ -577,21 +578,6 @@ impl Backbone {
             .reshape((b, l, self.hidden_size))
     }
 
-    /// Errors unless `lengths` fit the rows of `ids` and the positions the tables cover.
-    fn check_batch(&self, ids: &Tensor, lengths: &[usize]) -> Result<()> {
-        let (b, l) = ids.dims2()?;
-        if lengths.len() != b || lengths.iter().any(|&n| n == 0 || n > l) {
-            candle_core::bail!("lengths {lengths:?} do not fit a batch of {b} rows of {l} tokens");
-        }
-        if l > self.max_positions() {
-            candle_core::bail!(
-                "sequence of {l} tokens exceeds the {} positions",
-                self.max_positions()
-            );
-        }
-        Ok(())
-    }
-
     /// The attention mask of a full-sequence forward of a right-padded batch (none for one token),
     /// with the one-node attention's form when training on the CPU.
     fn mask(&self, lengths: &[usize], l: usize) -> Result<Option<Mask>> {
@@ -621,37 +607,48 @@ impl Backbone {
     /// those tokens only (its keys and values still cover every position): one layer's worth of
     /// work for the other tokens, forward and backward, is skipped.
     pub fn forward_last(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
-        let (_, l) = ids.dims2()?;
-        self.check_batch(ids, lengths)?;
-        let mask = self.mask(lengths, l)?;
-        // The one-node path (CPU training) only: elsewhere, the full forward and a gather.
-        let (Some((last, rest)), Some(_)) = (
-            self.layers.split_last(),
-            mask.as_ref().and_then(|m| m.node.as_ref()),
-        ) else {
-            let hidden = self.forward(ids, lengths)?;
-            return Self::last_token(&hidden, lengths);
-        };
-        let mut x = self.embed(ids)?;
-        for layer in rest {
-            x = layer.forward(&x, &self.rotary, 0, mask.as_ref(), None)?;
-        }
-        let x = last.forward_last(&x, &self.rotary, lengths)?;
-        let (b, _, h) = x.dims3()?;
-        self.norm.forward(&x)?.reshape((b, h))
+        self.forward_batch(ids, lengths, true)
     }
 
     /// Final hidden states `[batch, seq, hidden]` of a right-padded batch `ids` `[batch, seq]` whose
     /// rows have `lengths` real tokens. Real positions are exactly what each row alone would give.
     pub fn forward(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
-        let (_, l) = ids.dims2()?;
-        self.check_batch(ids, lengths)?;
+        self.forward_batch(ids, lengths, false)
+    }
+
+    /// The full-sequence forward of a right-padded batch; with `last_only`, only each row's last
+    /// token's final state (`[batch, hidden]`).
+    fn forward_batch(&self, ids: &Tensor, lengths: &[usize], last_only: bool) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        if lengths.len() != b || lengths.iter().any(|&n| n == 0 || n > l) {
+            candle_core::bail!("lengths {lengths:?} do not fit a batch of {b} rows of {l} tokens");
+        }
+        if l > self.max_positions() {
+            candle_core::bail!(
+                "sequence of {l} tokens exceeds the {} positions",
+                self.max_positions()
+            );
+        }
         let mask = self.mask(lengths, l)?;
+        // The last layer at the last tokens only on the one-node path (CPU training); elsewhere the
+        // full forward and a gather.
+        let nodes = mask.as_ref().is_some_and(|m| m.node.is_some());
+        let (layers, last) = match self.layers.split_last() {
+            Some((last, rest)) if last_only && nodes => (rest, Some(last)),
+            _ => (&self.layers[..], None),
+        };
         let mut x = self.embed(ids)?;
-        for layer in &self.layers {
+        for layer in layers {
             x = layer.forward(&x, &self.rotary, 0, mask.as_ref(), None)?;
         }
-        self.norm.forward(&x)
+        match last {
+            Some(last) => {
+                let x = last.forward_last(&x, &self.rotary, lengths)?;
+                self.norm.forward(&x)?.reshape((b, self.hidden_size))
+            }
+            None if last_only => Self::last_token(&self.norm.forward(&x)?, lengths),
+            None => self.norm.forward(&x),
+        }
     }
 
     /// Hidden states for `ids` `[batch, new]` continuing the cached positions (all rows the same

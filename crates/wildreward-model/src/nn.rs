@@ -103,13 +103,15 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let w = self.weight.t()?;
         let y = match x.dims() {
             _ if crate::nodes::applies(x) && x.dtype() == self.weight.dtype() => {
                 crate::nodes::linear(x, &self.weight)?
             }
-            [b, l, h] => x.reshape((b * l, *h))?.matmul(&w)?.reshape((*b, *l, ()))?,
-            _ => x.matmul(&w)?,
+            [b, l, h] => x
+                .reshape((b * l, *h))?
+                .matmul(&self.weight.t()?)?
+                .reshape((*b, *l, ()))?,
+            _ => x.matmul(&self.weight.t()?)?,
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,

@@ -1,7 +1,7 @@
 //! The elementwise nodes: RMS norm, `silu(gate) · up`, RoPE.
 
-use super::{rows_per_task, slice, with_values, Float};
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use super::{inv_rms, rows_per_task, Float};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 // RMS norm
@@ -18,12 +18,6 @@ struct RmsNormNode {
 }
 
 impl RmsNormNode {
-    fn inv_rms<T: Float>(&self, row: &[T]) -> T {
-        let sum = row.iter().fold(T::zero(), |a, &v| a + v * v);
-        let mean = sum / T::from_f64(row.len() as f64);
-        T::one() / (mean + T::from_f64(self.eps)).sqrt()
-    }
-
     fn forward<T: Float>(&self, x: &[T], w: &[T]) -> Vec<T> {
         let d = w.len();
         let mut out = vec![T::zero(); x.len()];
@@ -31,7 +25,7 @@ impl RmsNormNode {
             .zip(x.par_chunks(d * rows_per_task(d)))
             .for_each(|(o, x)| {
                 for (o, x) in o.chunks_mut(d).zip(x.chunks(d)) {
-                    let r = self.inv_rms(x);
+                    let r = inv_rms(x, T::from_f64(self.eps));
                     for ((o, &x), &w) in o.iter_mut().zip(x).zip(w) {
                         *o = x * r * w;
                     }
@@ -52,7 +46,7 @@ impl RmsNormNode {
             .map(|(dx, (x, g))| {
                 let mut dw = vec![T::zero(); d];
                 for ((dx, x), g) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)) {
-                    let r = self.inv_rms(x);
+                    let r = inv_rms(x, T::from_f64(self.eps));
                     let dot = x
                         .iter()
                         .zip(g)
@@ -96,15 +90,7 @@ impl CustomOp2 for RmsNormNode {
                 l1.dims()
             );
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(self.forward(slice(s1, l1)?, slice(s2, l2)?))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(self.forward(slice(s1, l1)?, slice(s2, l2)?))
-            }
-            _ => candle_core::bail!("rms norm node runs in f32 or f64"),
-        };
+        let out = float_storage!("rms norm node", x = (s1, l1), w = (s2, l2) => self.forward(x, w));
         Ok((out, l1.shape().clone()))
     }
 
@@ -117,23 +103,13 @@ impl CustomOp2 for RmsNormNode {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let n = x.elem_count();
-        let both = match x.dtype() {
-            DType::F32 => with_values::<f32, _>(&[x, w, &grad], |v| {
-                Tensor::from_vec(
-                    self.backward(v[0], v[1], v[2]),
-                    n + w.elem_count(),
-                    x.device(),
-                )
-            })?,
-            DType::F64 => with_values::<f64, _>(&[x, w, &grad], |v| {
-                Tensor::from_vec(
-                    self.backward(v[0], v[1], v[2]),
-                    n + w.elem_count(),
-                    x.device(),
-                )
-            })?,
-            dtype => candle_core::bail!("rms norm node runs in f32 or f64, not {dtype:?}"),
-        };
+        let both = float_values!("rms norm node", [x, w, &grad], |v| {
+            Tensor::from_vec(
+                self.backward(v[0], v[1], v[2]),
+                n + w.elem_count(),
+                x.device(),
+            )
+        })?;
         let dx = both.narrow(0, 0, n)?.reshape(x.shape())?;
         let dw = both.narrow(0, n, w.elem_count())?.reshape(w.shape())?;
         Ok((x.track_op().then_some(dx), w.track_op().then_some(dw)))
@@ -208,15 +184,7 @@ impl CustomOp2 for SiluMulNode {
                 l2.dims()
             );
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(Self::forward(slice(s1, l1)?, slice(s2, l2)?))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(Self::forward(slice(s1, l1)?, slice(s2, l2)?))
-            }
-            _ => candle_core::bail!("silu·up node runs in f32 or f64"),
-        };
+        let out = float_storage!("silu·up node", g = (s1, l1), u = (s2, l2) => Self::forward(g, u));
         Ok((out, l1.shape().clone()))
     }
 
@@ -229,15 +197,9 @@ impl CustomOp2 for SiluMulNode {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let n = gate.elem_count();
-        let both = match gate.dtype() {
-            DType::F32 => with_values::<f32, _>(&[gate, up, &grad], |v| {
-                Tensor::from_vec(Self::backward(v[0], v[1], v[2]), 2 * n, gate.device())
-            })?,
-            DType::F64 => with_values::<f64, _>(&[gate, up, &grad], |v| {
-                Tensor::from_vec(Self::backward(v[0], v[1], v[2]), 2 * n, gate.device())
-            })?,
-            dtype => candle_core::bail!("silu·up node runs in f32 or f64, not {dtype:?}"),
-        };
+        let both = float_values!("silu·up node", [gate, up, &grad], |v| {
+            Tensor::from_vec(Self::backward(v[0], v[1], v[2]), 2 * n, gate.device())
+        })?;
         let dg = both.narrow(0, 0, n)?.reshape(gate.shape())?;
         let du = both.narrow(0, n, n)?.reshape(up.shape())?;
         Ok((gate.track_op().then_some(dg), up.track_op().then_some(du)))
@@ -307,15 +269,7 @@ impl CustomOp3 for RopeNode {
             );
         }
         let dims = (l, heads, hd);
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(
-                Self::forward(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?, dims),
-            ),
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(
-                Self::forward(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?, dims),
-            ),
-            _ => candle_core::bail!("rope node runs in f32 or f64"),
-        };
+        let out = float_storage!("rope node", x = (s1, l1), c = (s2, l2), sn = (s3, l3) => Self::forward(x, c, sn, dims));
         Ok((out, l1.shape().clone()))
     }
 

@@ -1,8 +1,8 @@
 //! The linear projection node.
 
-use super::{slice, with_values, Float};
+use super::Float;
 use crate::packed::matmul::{matmul_banded, Strided};
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 /// `x Wᵀ` for `x` `[.., in]` and `W` `[out, in]` (HF's layout), as one node: no reshapes around the
 /// product and no transpose of `W` in the graph (whose gradient candle would add, strided, into a
@@ -84,15 +84,8 @@ impl CustomOp2 for LinearNode {
         if let Some(last) = shape.last_mut() {
             *last = out;
         }
-        let y = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(Self::forward(slice(s1, l1)?, slice(s2, l2)?, out))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(Self::forward(slice(s1, l1)?, slice(s2, l2)?, out))
-            }
-            _ => candle_core::bail!("linear node runs in f32 or f64"),
-        };
+        let y =
+            float_storage!("linear node", x = (s1, l1), w = (s2, l2) => Self::forward(x, w, out));
         Ok((y, Shape::from(shape)))
     }
 
@@ -106,33 +99,24 @@ impl CustomOp2 for LinearNode {
         let grad = grad.contiguous()?;
         let (out, inp) = w.dims2()?;
         let dev = x.device();
-        macro_rules! grads {
-            ($t:ty) => {
-                with_values::<$t, _>(&[x, w, &grad], |v| {
-                    let dx = match x.track_op() {
-                        true => Some(Tensor::from_vec(
-                            Self::input_grad(v[1], v[2], out),
-                            x.shape(),
-                            dev,
-                        )?),
-                        false => None,
-                    };
-                    let dw = match w.track_op() {
-                        true => Some(Tensor::from_vec(
-                            Self::weight_grad(v[0], v[2], out, inp),
-                            (out, inp),
-                            dev,
-                        )?),
-                        false => None,
-                    };
-                    Ok((dx, dw))
-                })
+        float_values!("linear node", [x, w, &grad], |v| {
+            let dx = match x.track_op() {
+                true => Some(Tensor::from_vec(
+                    Self::input_grad(v[1], v[2], out),
+                    x.shape(),
+                    dev,
+                )?),
+                false => None,
             };
-        }
-        match x.dtype() {
-            DType::F32 => grads!(f32),
-            DType::F64 => grads!(f64),
-            dtype => candle_core::bail!("linear node runs in f32 or f64, not {dtype:?}"),
-        }
+            let dw = match w.track_op() {
+                true => Some(Tensor::from_vec(
+                    Self::weight_grad(v[0], v[2], out, inp),
+                    (out, inp),
+                    dev,
+                )?),
+                false => None,
+            };
+            Ok((dx, dw))
+        })
     }
 }

@@ -13,12 +13,6 @@
 
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, Tensor, WithDType};
 
-mod elementwise;
-mod linear;
-
-pub(crate) use elementwise::{rms_norm, rope, silu_mul};
-pub(crate) use linear::linear;
-
 /// The float types the CPU nodes run in.
 pub(crate) trait Float:
     WithDType + Send + Sync + From<f32> + std::ops::Neg<Output = Self>
@@ -74,6 +68,56 @@ pub(crate) fn with_values<T: WithDType, R>(
         }
     }
     f(&values)
+}
+
+/// A node's CPU forward, written once for both float types: binds each `$v` to the values of the
+/// CPU storage `$s` (layout `$l`) as `f32` or `f64` — all inputs must share that dtype — evaluates
+/// `$body` (a `Vec` of that type) and wraps it as the matching `CpuStorage`.
+macro_rules! float_storage {
+    ($what:expr, $($v:ident = ($s:expr, $l:expr)),+ => $body:expr) => {{
+        let dtypes = [$(candle_core::backend::BackendStorage::dtype($s)),+];
+        match dtypes[0] {
+            _ if dtypes.iter().any(|&d| d != dtypes[0]) => {
+                candle_core::bail!("{} runs in f32 or f64, one dtype for all inputs", $what)
+            }
+            candle_core::DType::F32 => {
+                $(let $v = $crate::nodes::slice::<f32>($s, $l)?;)+
+                candle_core::CpuStorage::F32($body)
+            }
+            candle_core::DType::F64 => {
+                $(let $v = $crate::nodes::slice::<f64>($s, $l)?;)+
+                candle_core::CpuStorage::F64($body)
+            }
+            dtype => candle_core::bail!("{} runs in f32 or f64, not {dtype:?}", $what),
+        }
+    }};
+}
+pub(crate) use float_storage;
+
+/// A node's CPU backward, written once for both float types: [`with_values`] on the tensors `$ts` as
+/// `f32` or `f64` (the first one's dtype), `$body` seeing them as `$v` and returning `Result`.
+macro_rules! float_values {
+    ($what:expr, [$($t:expr),+], |$v:ident| $body:expr) => {{
+        let tensors: &[&candle_core::Tensor] = &[$($t),+];
+        match tensors[0].dtype() {
+            candle_core::DType::F32 => $crate::nodes::with_values::<f32, _>(tensors, |$v| $body),
+            candle_core::DType::F64 => $crate::nodes::with_values::<f64, _>(tensors, |$v| $body),
+            dtype => candle_core::bail!("{} runs in f32 or f64, not {dtype:?}", $what),
+        }
+    }};
+}
+pub(crate) use float_values;
+
+mod elementwise;
+mod linear;
+
+pub(crate) use elementwise::{rms_norm, rope, silu_mul};
+pub(crate) use linear::linear;
+
+/// `1 / √(mean(x²) + ε)`: an RMS norm's scale for one row (the training node and the packed forward).
+pub(crate) fn inv_rms<T: Float>(x: &[T], eps: T) -> T {
+    let sum = x.iter().fold(T::zero(), |a, &v| a + v * v);
+    T::one() / (sum / T::from_f64(x.len() as f64) + eps).sqrt()
 }
 
 /// Rows per parallel task of the elementwise loops (work enough to amortise rayon's hand-off).

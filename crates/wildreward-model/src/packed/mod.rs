@@ -566,7 +566,7 @@ pub(crate) fn rms_norm_rows(
         .zip(x.par_chunks(width))
         .with_min_len(16)
         .for_each(|(o, x)| {
-            let inv = inv_rms(x, eps);
+            let inv = crate::nodes::inv_rms(x, eps);
             for ((o, x), w) in o.iter_mut().zip(x).zip(w) {
                 *o = x * inv * w;
             }
@@ -580,17 +580,12 @@ pub(crate) fn rms_norm_in_place(x: &mut [f32], norm: &RmsNorm, width: usize) -> 
     let w = w.slice();
     let eps = norm.eps() as f32;
     x.par_chunks_mut(width).with_min_len(64).for_each(|x| {
-        let inv = inv_rms(x, eps);
+        let inv = crate::nodes::inv_rms(x, eps);
         for (x, w) in x.iter_mut().zip(w) {
             *x = *x * inv * w;
         }
     });
     Ok(())
-}
-
-fn inv_rms(x: &[f32], eps: f32) -> f32 {
-    let sum: f32 = x.iter().map(|v| v * v).sum();
-    1.0 / (sum / x.len() as f32 + eps).sqrt()
 }
 
 /// Rotates each head of each token by its position (HF's half-split layout).
