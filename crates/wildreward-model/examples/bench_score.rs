@@ -2,7 +2,8 @@
 //! transformers reference on the same ids and writes the ratios into docs/benchmarks.md).
 //!
 //! `cargo run --example bench_score -- <model> <inputs.jsonl> [max_batch_tokens]` prints one JSON line.
-//! Each input line is `{"ids": [u32…]}`. Also measures this CPU's f32 matmul peak with candle.
+//! Each input line is `{"ids": [u32…]}`. Also measures this CPU's f32 matmul peak: the faster of
+//! candle's matmul and this crate's own (`packed::matmul_f32`, AVX-512 where the CPU has it).
 
 use candle_core::{Device, Tensor};
 use std::io::BufRead;
@@ -23,13 +24,28 @@ fn matmul_gflops() -> anyhow::Result<f64> {
     let n = 1024;
     let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
-    let _ = a.matmul(&b)?;
+    let (av, bv) = (
+        a.flatten_all()?.to_vec1::<f32>()?,
+        b.flatten_all()?.to_vec1::<f32>()?,
+    );
     let reps = 10;
-    let t = Instant::now();
-    for _ in 0..reps {
-        let _ = a.matmul(&b)?;
-    }
-    Ok(2.0 * (n as f64).powi(3) * reps as f64 / t.elapsed().as_secs_f64() / 1e9)
+    let rate = |run: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
+        run()?;
+        let t = Instant::now();
+        for _ in 0..reps {
+            run()?;
+        }
+        Ok(2.0 * (n as f64).powi(3) * reps as f64 / t.elapsed().as_secs_f64() / 1e9)
+    };
+    let candle = rate(&mut || {
+        let _: () = drop(a.matmul(&b)?);
+        Ok(())
+    })?;
+    let own = rate(&mut || {
+        drop(wildreward_model::packed::matmul_f32(&av, &bv, (n, n, n)));
+        Ok(())
+    })?;
+    Ok(candle.max(own))
 }
 
 fn main() -> anyhow::Result<()> {

@@ -20,7 +20,6 @@
 use crate::nodes::{float_storage, float_values, Float};
 use crate::packed::matmul::{matmul, Strided};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
-use gemm::Parallelism;
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -240,7 +239,6 @@ impl MaskedAttention {
             ),
             T::from_f64(self.scale),
             false,
-            Parallelism::None,
         );
         for (r, row) in p.chunks_mut(kmax).enumerate() {
             let query = blk.seq * d.l + blk.i0 + r / d.n_rep();
@@ -289,7 +287,6 @@ impl MaskedAttention {
                 Strided::rows(&v[d.kv_at(seq, 0, g)..], blk.kmax, d.hd, d.kv_heads * d.hd),
                 T::one(),
                 false,
-                Parallelism::None,
             );
         }
         out
@@ -336,7 +333,6 @@ impl MaskedAttention {
                 d_o,
                 T::one(),
                 true,
-                Parallelism::None,
             );
             ds.clear();
             ds.resize(rows * kmax, T::zero());
@@ -347,7 +343,6 @@ impl MaskedAttention {
                 Strided::transposed(vb, kmax, hd, kv_stride),
                 T::one(),
                 false,
-                Parallelism::None,
             );
             for ((ds, p), (o, g_o)) in ds
                 .chunks_mut(kmax)
@@ -366,7 +361,6 @@ impl MaskedAttention {
                 Strided::rows(kb, kmax, hd, kv_stride),
                 scale,
                 false,
-                Parallelism::None,
             );
             matmul(
                 &mut dk,
@@ -375,7 +369,6 @@ impl MaskedAttention {
                 Strided::rows(&qs, rows, hd, hd),
                 scale,
                 true,
-                Parallelism::None,
             );
         }
         [dq, dk, dv]

@@ -83,7 +83,7 @@ impl CustomOp2 for RmsNormNode {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = l2.shape().elem_count();
-        if d == 0 || l1.shape().elem_count() % d != 0 {
+        if d == 0 || !l1.shape().elem_count().is_multiple_of(d) {
             candle_core::bail!(
                 "rms norm: weight {:?} does not fit {:?}",
                 l2.dims(),

@@ -3,7 +3,6 @@
 
 use super::matmul::{matmul, Strided};
 use super::{Dims, QueryRun};
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// Queries per attention task: large enough for an efficient gemm, small enough to balance the work
@@ -124,7 +123,6 @@ fn attend(
         Strided::transposed(&k[kv_at..], keys, hd, kv_stride),
         scale,
         false,
-        Parallelism::None,
     );
     for (i, row) in scores.chunks_mut(keys).enumerate() {
         softmax_prefix(row, task.q0 + i / n_rep + 1);
@@ -136,7 +134,6 @@ fn attend(
         Strided::rows(&v[kv_at..], keys, hd, kv_stride),
         1.0,
         false,
-        Parallelism::None,
     );
 }
 

@@ -13,9 +13,9 @@
 //! family and against the padded path on SmolLM2). It runs when the weights are f32 on the CPU and
 //! carry no LoRA adapter; [`supports`] says so and callers fall back to the padded path otherwise.
 //!
-//! `unsafe` is allowed in this module only: for the raw-pointer API of `gemm` (the kernel candle's own
-//! CPU matmul calls), behind the one checked wrapper [`matmul::matmul`], and for the AVX2 dispatch of
-//! the few-row dot products.
+//! `unsafe` is allowed in this module only: for the raw-pointer matrix products (this crate's AVX-512
+//! `sgemm`, and `gemm`, the kernel candle's own CPU matmul calls) behind the one checked wrapper
+//! [`matmul::matmul`], and for the AVX2 dispatch of the few-row dot products.
 #![allow(unsafe_code)]
 
 use crate::backbone::Backbone;
@@ -28,8 +28,11 @@ mod attention;
 pub mod decode;
 pub(crate) mod matmul;
 mod prefix;
+#[cfg(target_arch = "x86_64")]
+mod sgemm;
 
 pub(crate) use attention::{attention, fast_exp};
+pub use matmul::matmul_f32;
 
 /// Whether the packed forward can run `backbone`: f32 weights on the CPU, no LoRA adapter.
 pub fn supports(backbone: &Backbone) -> bool {
