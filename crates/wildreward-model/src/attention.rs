@@ -405,6 +405,7 @@ impl MaskedAttention {
 const LANES: usize = 8;
 
 /// The largest value of `row` (−∞ for an empty row).
+#[inline]
 pub(crate) fn lanes_max<T: Float>(row: &[T]) -> T {
     let neg = T::from_f64(f64::NEG_INFINITY);
     let mut acc = [neg; LANES];
@@ -421,6 +422,7 @@ pub(crate) fn lanes_max<T: Float>(row: &[T]) -> T {
 }
 
 /// The sum of `row`, in [`LANES`] partial sums.
+#[inline]
 pub(crate) fn lanes_sum<T: Float>(row: &[T]) -> T {
     let mut acc = [T::zero(); LANES];
     let mut chunks = row.chunks_exact(LANES);

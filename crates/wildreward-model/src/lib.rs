@@ -10,8 +10,9 @@
 //! Dependencies and why: `candle-core` / `candle-nn` are the tensor library (CPU by default, CUDA with
 //! the `cuda` feature, which needs nvcc and is never enabled in CI); `tokenizers` is the HF tokenizer
 //! candle itself uses; `hf-hub` (no network features) finds models in the local hub cache; `rand`
-//! seeds new heads and sampling; `gemm` (the kernel under candle's CPU matmul) and `rayon` run the
-//! packed CPU scoring forward ([`packed`]) and its placed worker threads ([`threads`]); `libc` sets
+//! seeds new heads and sampling; `gemm` (the kernel under candle's CPU matmul; ours for f32 on CPUs
+//! without AVX-512, and for f64) and `rayon` run the packed CPU scoring forward ([`packed`]) and its
+//! placed worker threads ([`threads`]); `libc` sets
 //! glibc's allocator to keep freed tensor memory ([`memory`]); `cudarc` (optional) is candle's CUDA
 //! driver binding.
 

@@ -124,9 +124,11 @@ fn attend(
         scale,
         false,
     );
-    for (i, row) in scores.chunks_mut(keys).enumerate() {
-        softmax_prefix(row, task.q0 + i / n_rep + 1);
-    }
+    super::wide(|| {
+        for (i, row) in scores.chunks_mut(keys).enumerate() {
+            softmax_prefix(row, task.q0 + i / n_rep + 1);
+        }
+    });
     matmul(
         out,
         hd,
@@ -138,6 +140,7 @@ fn attend(
 }
 
 /// Softmax over `row[..valid]`; the masked tail `row[valid..]` becomes 0.
+#[inline(always)]
 fn softmax_prefix(row: &mut [f32], valid: usize) {
     let (live, masked) = row.split_at_mut(valid);
     // Separate passes, the reductions in lanes: each loop vectorises.
@@ -192,6 +195,80 @@ mod tests {
         assert!(worst < 3e-7, "relative error {worst}");
         assert!(fast_exp(-1000.0) < 1e-37);
         assert_eq!(fast_exp(0.0), 1.0);
+    }
+
+    /// Rows long enough to span several query blocks next to a short one, grouped heads, against
+    /// causal attention computed in f64.
+    #[test]
+    fn attention_matches_naive_causal_attention_across_query_blocks() {
+        use super::super::Span;
+        let d = Dims {
+            hidden: 0,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 16,
+            intermediate: 0,
+        };
+        let lens = [2 * QUERY_BLOCK + 37, 5, QUERY_BLOCK + 1];
+        let tokens: usize = lens.iter().sum();
+        let (qw, kw) = (d.heads * d.head_dim, d.kv_heads * d.head_dim);
+        let mut state = 12345u64;
+        let mut rand = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+                })
+                .collect()
+        };
+        let (q, k, v) = (rand(tokens * qw), rand(tokens * kw), rand(tokens * kw));
+        let mut runs = Vec::new();
+        let mut start = 0;
+        for &len in &lens {
+            runs.push(QueryRun {
+                span: Span { start, len },
+                q_row: start,
+                q0: 0,
+                q1: len,
+            });
+            start += len;
+        }
+        let mut by_head = vec![0f32; tokens * qw];
+        let mut out = vec![0f32; tokens * qw];
+        attention(&q, &k, &v, &runs, &d, &mut by_head, &mut out);
+        let scale = 1.0 / (d.head_dim as f64).sqrt();
+        let mut worst = 0f64;
+        for run in &runs {
+            for t in 0..run.span.len {
+                for h in 0..d.heads {
+                    let g = h / (d.heads / d.kv_heads);
+                    let qi = &q[(run.span.start + t) * qw + h * d.head_dim..][..d.head_dim];
+                    let key =
+                        |j: usize| &k[(run.span.start + j) * kw + g * d.head_dim..][..d.head_dim];
+                    let val =
+                        |j: usize| &v[(run.span.start + j) * kw + g * d.head_dim..][..d.head_dim];
+                    let logits: Vec<f64> = (0..=t)
+                        .map(|j| {
+                            qi.iter()
+                                .zip(key(j))
+                                .map(|(a, b)| (a * b) as f64)
+                                .sum::<f64>()
+                                * scale
+                        })
+                        .collect();
+                    let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+                    let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+                    for c in 0..d.head_dim {
+                        let want: f64 = (0..=t)
+                            .map(|j| (logits[j] - max).exp() / z * val(j)[c] as f64)
+                            .sum();
+                        let got = out[(run.q_row + t) * qw + h * d.head_dim + c] as f64;
+                        worst = worst.max((got - want).abs());
+                    }
+                }
+            }
+        }
+        assert!(worst < 1e-5, "max abs error {worst}");
     }
 
     #[test]

@@ -555,6 +555,26 @@ fn dots_portable(w: &[f32], x: &[f32], k: usize, dst: &mut [f32]) {
     }
 }
 
+/// Runs `body` with the loops inlined into it compiled for AVX-512 (16 lanes) where the CPU has it,
+/// for the elementwise passes (softmax, norms, RoPE, SiLU) that otherwise build for the baseline's
+/// 4-lane SSE2. The same operations in the same order either way (no FMA contraction, reductions in
+/// explicit lanes), so the numbers do not depend on the CPU.
+#[inline(always)]
+pub(crate) fn wide<R>(body: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512 F (checked just above).
+        return unsafe { wide_avx512(body) };
+    }
+    body()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn wide_avx512<R>(body: impl FnOnce() -> R) -> R {
+    body()
+}
+
 /// `out = x / rms(x) · w` row by row (rows of `width`), in f32.
 pub(crate) fn rms_norm_rows(
     x: &[f32],
@@ -569,10 +589,12 @@ pub(crate) fn rms_norm_rows(
         .zip(x.par_chunks(width))
         .with_min_len(16)
         .for_each(|(o, x)| {
-            let inv = crate::nodes::inv_rms(x, eps);
-            for ((o, x), w) in o.iter_mut().zip(x).zip(w) {
-                *o = x * inv * w;
-            }
+            wide(|| {
+                let inv = crate::nodes::inv_rms(x, eps);
+                for ((o, x), w) in o.iter_mut().zip(x).zip(w) {
+                    *o = x * inv * w;
+                }
+            })
         });
     Ok(())
 }
@@ -583,10 +605,12 @@ pub(crate) fn rms_norm_in_place(x: &mut [f32], norm: &RmsNorm, width: usize) -> 
     let w = w.slice();
     let eps = norm.eps() as f32;
     x.par_chunks_mut(width).with_min_len(64).for_each(|x| {
-        let inv = crate::nodes::inv_rms(x, eps);
-        for (x, w) in x.iter_mut().zip(w) {
-            *x = *x * inv * w;
-        }
+        wide(|| {
+            let inv = crate::nodes::inv_rms(x, eps);
+            for (x, w) in x.iter_mut().zip(w) {
+                *x = *x * inv * w;
+            }
+        })
     });
     Ok(())
 }
@@ -600,14 +624,16 @@ pub(crate) fn apply_rope(x: &mut [f32], rope: &Rope, positions: &[usize], heads:
         .for_each(|(token, &pos)| {
             let cos = &rope.cos[pos * half..(pos + 1) * half];
             let sin = &rope.sin[pos * half..(pos + 1) * half];
-            for head in token.chunks_mut(hd) {
-                let (a, b) = head.split_at_mut(half);
-                for (((a, b), c), s) in a.iter_mut().zip(b.iter_mut()).zip(cos).zip(sin) {
-                    let (x1, x2) = (*a, *b);
-                    *a = x1 * c - x2 * s;
-                    *b = x2 * c + x1 * s;
+            wide(|| {
+                for head in token.chunks_mut(hd) {
+                    let (a, b) = head.split_at_mut(half);
+                    for (((a, b), c), s) in a.iter_mut().zip(b.iter_mut()).zip(cos).zip(sin) {
+                        let (x1, x2) = (*a, *b);
+                        *a = x1 * c - x2 * s;
+                        *b = x2 * c + x1 * s;
+                    }
                 }
-            }
+            })
         });
 }
 
@@ -616,8 +642,10 @@ fn silu_mul(gate: &mut [f32], up: &[f32]) {
     gate.par_chunks_mut(4096)
         .zip(up.par_chunks(4096))
         .for_each(|(g, u)| {
-            for (g, u) in g.iter_mut().zip(u) {
-                *g = *g / (1.0 + fast_exp(-*g)) * u;
-            }
+            wide(|| {
+                for (g, u) in g.iter_mut().zip(u) {
+                    *g = *g / (1.0 + fast_exp(-*g)) * u;
+                }
+            })
         });
 }

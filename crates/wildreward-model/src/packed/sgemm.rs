@@ -92,30 +92,61 @@ pub(crate) unsafe fn sgemm(
                     ..rhs
                 };
                 pack_rhs(block, kc, nc, packed);
-                for ic in (0..m).step_by(MC) {
-                    let mc = MC.min(m - ic);
-                    for jr in (0..nc).step_by(NR) {
-                        for ir in (0..mc).step_by(MR) {
-                            let i = ic + ir;
-                            let tile = Tile {
-                                kc,
-                                lhs: lhs.ptr.add(i * lhs.row_stride + pc * lhs.col_stride),
-                                lhs_row_stride: lhs.row_stride,
-                                lhs_col_stride: lhs.col_stride,
-                                rhs: packed.as_ptr().add(jr * kc),
-                                dst: dst.add(i * dst_row_stride + jc + jr),
-                                dst_row_stride,
-                                cols: NR.min(nc - jr),
-                                scale,
-                                accumulate: accumulate || pc > 0,
-                            };
-                            run_tile(tile, MR.min(mc - ir));
-                        }
-                    }
-                }
+                let lhs_block = Operand {
+                    ptr: lhs.ptr.add(pc * lhs.col_stride),
+                    ..lhs
+                };
+                let dst_block = dst.add(jc);
+                let accumulate = accumulate || pc > 0;
+                multiply_packed(
+                    (m, kc, nc),
+                    dst_block,
+                    dst_row_stride,
+                    lhs_block,
+                    packed,
+                    scale,
+                    accumulate,
+                );
             }
         }
     });
+}
+
+/// The register tiles of one depth block: `dst (+)= scale · lhs · rhs` with `rhs` (`kc × nc`)
+/// packed in `packed`, blocks of `MC` rows of `lhs` in turn.
+///
+/// # Safety
+/// As [`sgemm`], for `kc` columns of `lhs` and `nc` of `dst`; `packed` holds the packed block.
+unsafe fn multiply_packed(
+    (m, kc, nc): (usize, usize, usize),
+    dst: *mut f32,
+    dst_row_stride: usize,
+    lhs: Operand,
+    packed: &[f32],
+    scale: f32,
+    accumulate: bool,
+) {
+    for ic in (0..m).step_by(MC) {
+        let mc = MC.min(m - ic);
+        for jr in (0..nc).step_by(NR) {
+            for ir in (0..mc).step_by(MR) {
+                let i = ic + ir;
+                let tile = Tile {
+                    kc,
+                    lhs: lhs.ptr.add(i * lhs.row_stride),
+                    lhs_row_stride: lhs.row_stride,
+                    lhs_col_stride: lhs.col_stride,
+                    rhs: packed.as_ptr().add(jr * kc),
+                    dst: dst.add(i * dst_row_stride + jr),
+                    dst_row_stride,
+                    cols: NR.min(nc - jr),
+                    scale,
+                    accumulate,
+                };
+                run_tile(tile, MR.min(mc - ir));
+            }
+        }
+    }
 }
 
 /// Packs the `kc × nc` block of `rhs` into `packed`: sliver `s` (columns `64s..64s+64`) at
@@ -138,17 +169,21 @@ unsafe fn pack_rhs(rhs: Operand, kc: usize, nc: usize, packed: &mut [f32]) {
                 row[width..].fill(0.0);
             }
         } else {
-            // Column by column: each reads contiguous memory when `rhs` is a transposed row-major matrix.
-            for j in 0..NR {
-                if j < width {
+            // A transposed row-major matrix (a weight read as `Wᵀ`, keys as `Kᵀ`): 16 steps of the
+            // depth at a time, so each column's read is one cache line and the writes stay within
+            // 16 sliver rows (4 KiB) instead of striding over the whole sliver.
+            for p0 in (0..kc).step_by(16) {
+                let p1 = (p0 + 16).min(kc);
+                for j in 0..width {
                     let col = src.add(j * rhs.col_stride);
-                    for p in 0..kc {
+                    for p in p0..p1 {
                         sliver[p * NR + j] = *col.add(p * rhs.row_stride);
                     }
-                } else {
-                    for p in 0..kc {
-                        sliver[p * NR + j] = 0.0;
-                    }
+                }
+            }
+            if width < NR {
+                for row in sliver.chunks_exact_mut(NR) {
+                    row[width..].fill(0.0);
                 }
             }
         }
