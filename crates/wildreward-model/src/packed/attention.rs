@@ -1,7 +1,7 @@
 //! Causal attention of the packed forward: per (row block, key/value group) tasks over the causal
 //! part of each row's keys, the softmax, and the vectorisable `exp` it (and the training nodes) use.
 
-use super::matmul::{matmul, Strided};
+use super::matmul::{matmul_limited, Limit, Staircase, Strided};
 use super::{Dims, QueryRun};
 use rayon::prelude::*;
 
@@ -69,10 +69,10 @@ pub(crate) fn attention(
     }
     // Longest first: the big blocks start early and the small ones fill the gaps.
     work.sort_by_key(|(t, _)| std::cmp::Reverse((t.q1 - t.q0) * t.q1));
-    work.into_par_iter().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(stacked, scores), (task, block)| attend(task, q, k, v, d, stacked, scores, block),
-    );
+    work.into_par_iter()
+        .for_each_init(Scratch::default, |scratch, (task, block)| {
+            attend(task, q, k, v, d, scratch, block)
+        });
     // Back to token-major for the output projection: a group's heads are adjacent in both layouts.
     let width = d.heads * hd;
     let by_head = &*by_head;
@@ -88,23 +88,39 @@ pub(crate) fn attention(
         });
 }
 
+/// A thread's buffers for its attention tasks, reused from task to task.
+#[derive(Default)]
+struct Scratch {
+    /// The task's queries, stacked.
+    stacked: Vec<f32>,
+    /// Its scores, then unnormalised probabilities, `[rows, keys]`.
+    scores: Vec<f32>,
+    /// Each stacked row's softmax normaliser, `1 / Σ exp`.
+    inv_sums: Vec<f32>,
+}
+
 /// `softmax(q kᵀ / √hd + causal) v` for one task; `out` is the task's stacked `[(q1 − q0) · n_rep,
-/// hd]` block.
-#[allow(clippy::too_many_arguments)]
+/// hd]` block. Both products stop, a register tile at a time, where the tile's last query stops
+/// seeing keys, and the softmax's normalisation scales the `hd`-wide output rows rather than the
+/// (up to `q1`-wide) probabilities.
 fn attend(
     task: Task,
     q: &[f32],
     k: &[f32],
     v: &[f32],
     d: &Dims,
-    stacked: &mut Vec<f32>,
-    scores: &mut Vec<f32>,
+    scratch: &mut Scratch,
     out: &mut [f32],
 ) {
     let hd = d.head_dim;
     let n_rep = d.heads / d.kv_heads;
     let (q_stride, kv_stride) = (d.heads * hd, d.kv_heads * hd);
     let (rows, keys) = ((task.q1 - task.q0) * n_rep, task.q1);
+    let Scratch {
+        stacked,
+        scores,
+        inv_sums,
+    } = scratch;
     // The group's heads at each position are adjacent in `q`: one copy per position.
     stacked.clear();
     for i in 0..task.q1 - task.q0 {
@@ -115,41 +131,65 @@ fn attend(
     scores.resize(rows * keys, 0.0);
     let kv_at = task.kv_start * kv_stride + task.group * hd;
     assert_eq!(out.len(), rows * hd, "attention task out of bounds");
+    // Stacked row `i` is position `q0 + i / n_rep`: it sees the keys before `q0 + i / n_rep + 1`.
+    let visible = Staircase {
+        first: task.q0 + 1,
+        rows_per_step: n_rep,
+    };
     let scale = 1.0 / (hd as f32).sqrt();
-    matmul(
+    matmul_limited(
         scores,
         keys,
         Strided::rows(stacked, rows, hd, hd),
         Strided::transposed(&k[kv_at..], keys, hd, kv_stride),
         scale,
-        false,
+        Limit::Columns(visible),
     );
+    inv_sums.clear();
     super::wide(|| {
         for (i, row) in scores.chunks_mut(keys).enumerate() {
-            softmax_prefix(row, task.q0 + i / n_rep + 1);
+            inv_sums.push(exp_prefix(row, visible.at(i)));
         }
     });
-    matmul(
+    // Every row is zero past its visible keys (`exp_prefix` cleared them), as the depth limit needs.
+    matmul_limited(
         out,
         hd,
         Strided::rows(scores, rows, keys, keys),
         Strided::rows(&v[kv_at..], keys, hd, kv_stride),
         1.0,
-        false,
+        Limit::Depth(visible),
     );
+    super::wide(|| {
+        for (row, inv) in out.chunks_exact_mut(hd).zip(inv_sums.iter()) {
+            row.iter_mut().for_each(|x| *x *= inv);
+        }
+    });
 }
 
-/// Softmax over `row[..valid]`; the masked tail `row[valid..]` becomes 0.
+/// The softmax of `row[..valid]` but for its normalisation: `row[..valid]` becomes `exp(x − max)`,
+/// the masked tail `row[valid..]` 0, and `1 / Σ exp(x − max)` is returned.
 #[inline(always)]
-fn softmax_prefix(row: &mut [f32], valid: usize) {
+fn exp_prefix(row: &mut [f32], valid: usize) -> f32 {
+    const LANES: usize = 16;
     let (live, masked) = row.split_at_mut(valid);
-    // Separate passes, the reductions in lanes: each loop vectorises.
     let max = crate::attention::lanes_max(live);
-    live.iter_mut().for_each(|x| *x = fast_exp(*x - max));
-    let sum = crate::attention::lanes_sum(live);
-    let inv = 1.0 / sum;
-    live.iter_mut().for_each(|x| *x *= inv);
+    // The exponentials and their sum in one pass, the sum in 16 lanes so the loop vectorises.
+    let mut sums = [0f32; LANES];
+    let mut chunks = live.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (sum, x) in sums.iter_mut().zip(chunk) {
+            *x = fast_exp(*x - max);
+            *sum += *x;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for x in chunks.into_remainder() {
+        *x = fast_exp(*x - max);
+        sum += *x;
+    }
     masked.fill(0.0);
+    1.0 / sum
 }
 
 /// `eˣ` to within 2 ulp over the f32 range (Cephes' `expf` polynomial), written without branches or
@@ -272,13 +312,21 @@ mod tests {
     }
 
     #[test]
-    fn causal_softmax_zeroes_the_masked_tail_and_sums_to_one() {
-        let mut row = vec![1.0, 2.0, 3.0, 100.0, -5.0];
-        softmax_prefix(&mut row, 3);
-        let z: f32 = [1f32, 2.0, 3.0].iter().map(|v| v.exp()).sum();
-        for (got, v) in row.iter().zip([1f32, 2.0, 3.0]) {
-            assert!((got - v.exp() / z).abs() < 1e-6);
+    fn causal_exponentials_zero_the_masked_tail_and_return_the_normaliser() {
+        // Long enough for the 16-lane pass and its remainder.
+        let mut row: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let original = row.clone();
+        let valid = 37;
+        let inv = exp_prefix(&mut row, valid);
+        let max = original[..valid].iter().copied().fold(f32::MIN, f32::max);
+        let z: f64 = original[..valid]
+            .iter()
+            .map(|&v| ((v - max) as f64).exp())
+            .sum();
+        assert!((inv as f64 * z - 1.0).abs() < 1e-6, "{inv} vs 1 / {z}");
+        for (got, v) in row.iter().zip(&original[..valid]) {
+            assert!((*got as f64 - ((v - max) as f64).exp()).abs() < 1e-6);
         }
-        assert_eq!(&row[3..], &[0.0, 0.0]);
+        assert_eq!(&row[valid..], &[0.0; 3]);
     }
 }

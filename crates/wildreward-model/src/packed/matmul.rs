@@ -60,6 +60,35 @@ impl<'a, T> Strided<'a, T> {
     }
 }
 
+/// Where row `i` of a product stops needing it: `first + i / rows_per_step`, a staircase rising one
+/// step every `rows_per_step` rows (causal attention: a query's keys end at its own position, and
+/// the query heads that share keys are stacked `rows_per_step` rows per position).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Staircase {
+    pub(crate) first: usize,
+    pub(crate) rows_per_step: usize,
+}
+
+impl Staircase {
+    /// The limit at row `row`.
+    #[inline]
+    pub(crate) fn at(&self, row: usize) -> usize {
+        self.first + row / self.rows_per_step.max(1)
+    }
+}
+
+/// Which part of a product its rows need: the product may skip the rest, a register tile at a time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Limit {
+    /// Every row needs the whole product.
+    None,
+    /// Row `i` of `dst` is needed below column `at(i)` only; past it, it may be left unwritten.
+    Columns(Staircase),
+    /// Row `i` of `lhs` is zero from column `at(i)` on (the caller guarantees it), so the product may
+    /// stop its depth there.
+    Depth(Staircase),
+}
+
 /// `dst = scale · lhs · rhs`, or `dst += scale · lhs · rhs` when `accumulate`; `dst` is row-major
 /// with rows `dst_row_stride` apart. Single-threaded ([`matmul_banded`] splits a product across
 /// threads). Panics if an operand does not fit its slice or the shapes do not chain (callers size
@@ -81,6 +110,30 @@ pub(crate) fn matmul<T: 'static + Copy + From<f32>>(
         rhs,
         scale,
         accumulate,
+        Limit::None,
+    );
+}
+
+/// [`matmul`] for rows that need only part of the product (see [`Limit`]): causal attention's
+/// products, which then skip most of the masked work of a block of queries.
+#[inline(always)]
+pub(crate) fn matmul_limited(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    lhs: Strided<f32>,
+    rhs: Strided<f32>,
+    scale: f32,
+    limit: Limit,
+) {
+    matmul_on(
+        own_kernel_available(),
+        dst,
+        dst_row_stride,
+        lhs,
+        rhs,
+        scale,
+        false,
+        limit,
     );
 }
 
@@ -93,8 +146,9 @@ fn own_kernel_available() -> bool {
 }
 
 /// [`matmul`] on this crate's kernel for f32 when `own_kernel` (which must be available), on `gemm`
-/// otherwise.
+/// otherwise (which computes the whole product whatever `limit` says: as [`Limit`] allows).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn matmul_on<T: 'static + Copy + From<f32>>(
     own_kernel: bool,
     dst: &mut [T],
@@ -103,7 +157,10 @@ fn matmul_on<T: 'static + Copy + From<f32>>(
     rhs: Strided<T>,
     scale: T,
     accumulate: bool,
+    limit: Limit,
 ) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (own_kernel, limit);
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert!(
         rhs.rows == k
@@ -135,6 +192,7 @@ fn matmul_on<T: 'static + Copy + From<f32>>(
                 operand(rhs),
                 scale,
                 accumulate,
+                limit,
             );
         }
         return;
@@ -245,13 +303,74 @@ mod tests {
     /// AVX-512, on this crate's kernel.
     #[test]
     fn matmul_matches_a_naive_product_on_every_shape_class() {
-        let kernels = if own_kernel_available() {
+        for own in kernels() {
+            check_every_shape_class(own);
+        }
+    }
+
+    /// `gemm`, and this crate's kernel where the CPU has AVX-512.
+    fn kernels() -> Vec<bool> {
+        if own_kernel_available() {
             vec![false, true]
         } else {
             vec![false]
-        };
-        for own in kernels {
-            check_every_shape_class(own);
+        }
+    }
+
+    /// A limited product (causal attention's) equals the full one wherever its rows need it: below
+    /// each row's column limit, and everywhere when the depth stops where `lhs` turns zero. `dst`
+    /// starts as NaN, so an element a row needs but no tile wrote fails. The staircases cross tile,
+    /// sliver and depth-block boundaries, and one has tiles whose rows need no depth at all.
+    #[test]
+    fn limited_products_match_the_full_product_where_rows_need_it() {
+        let cases = [
+            (40, 64, 150, 1, 1),
+            (96, 64, 200, 60, 3),
+            (96, 1300, 70, 600, 3),
+            (50, 700, 70, 1, 1),
+            (16, 40, 20, 0, 8),
+        ];
+        for own in kernels() {
+            for (case, &(m, k, n, first, rows_per_step)) in cases.iter().enumerate() {
+                let stairs = Staircase {
+                    first,
+                    rows_per_step,
+                };
+                let close = |got: f32, want: f64, what: &str, i: usize, j: usize| {
+                    let tol = 1e-5 * (1.0 + (k as f64).sqrt());
+                    assert!(
+                        (got as f64 - want).abs() <= tol,
+                        "own kernel {own}, case {case}, {what} at ({i}, {j}): {got} vs {want}"
+                    );
+                };
+                // Columns: scores `Q Kᵀ`, keys read transposed.
+                let (a, b) = (values(m * k, case as u64), values(n * k, 40));
+                let (lhs, rhs) = (Strided::rows(&a, m, k, k), Strided::transposed(&b, n, k, k));
+                let want = naive(m, k, n, &lhs, &rhs);
+                let mut dst = vec![f32::NAN; m * n];
+                let limit = Limit::Columns(stairs);
+                matmul_on(own, &mut dst, n, lhs, rhs, 0.5, false, limit);
+                for i in 0..m {
+                    for j in 0..n.min(stairs.at(i)) {
+                        close(dst[i * n + j], 0.5 * want[i * n + j], "columns", i, j);
+                    }
+                }
+                // Depth: probabilities times values, each row zero past its limit.
+                let mut a = values(m * k, case as u64 + 50);
+                for (i, row) in a.chunks_mut(k).enumerate() {
+                    row[stairs.at(i).min(k)..].fill(0.0);
+                }
+                let b = values(k * n, 41);
+                let (lhs, rhs) = (Strided::rows(&a, m, k, k), Strided::rows(&b, k, n, n));
+                let want = naive(m, k, n, &lhs, &rhs);
+                let mut dst = vec![f32::NAN; m * n];
+                matmul_on(own, &mut dst, n, lhs, rhs, 0.5, false, Limit::Depth(stairs));
+                for i in 0..m {
+                    for j in 0..n {
+                        close(dst[i * n + j], 0.5 * want[i * n + j], "depth", i, j);
+                    }
+                }
+            }
         }
     }
 
@@ -289,7 +408,16 @@ mod tests {
                 for accumulate in [false, true] {
                     let start = values(m * dst_stride, 7);
                     let mut dst = start.clone();
-                    matmul_on(own, &mut dst, dst_stride, lhs, rhs, 0.5, accumulate);
+                    matmul_on(
+                        own,
+                        &mut dst,
+                        dst_stride,
+                        lhs,
+                        rhs,
+                        0.5,
+                        accumulate,
+                        Limit::None,
+                    );
                     for i in 0..m {
                         for j in 0..n {
                             let base = if accumulate {

@@ -14,6 +14,7 @@
 //! a column mask, so no shape needs padding in `dst` or `lhs`. Single-threaded: callers split rows
 //! into bands ([`super::matmul::matmul_banded`]) or run one product per task.
 
+use super::matmul::Limit;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
@@ -46,7 +47,8 @@ pub(crate) fn available() -> bool {
     })
 }
 
-/// A matrix operand: element `(i, j)` at `ptr + i · row_stride + j · col_stride`.
+/// A matrix operand: element `(i, j)` at `ptr + i · row_stride + j · col_stride`, one of the two
+/// strides 1 (a row-major matrix or the transpose of one).
 #[derive(Clone, Copy)]
 pub(crate) struct Operand {
     pub(crate) ptr: *const f32,
@@ -55,11 +57,13 @@ pub(crate) struct Operand {
 }
 
 /// `dst = scale · lhs · rhs`, or `dst += scale · lhs · rhs` when `accumulate`, with `lhs` `m × k`,
-/// `rhs` `k × n` and `dst` row-major `m × n`, rows `dst_row_stride` apart.
+/// `rhs` `k × n` and `dst` row-major `m × n`, rows `dst_row_stride` apart; `limit` lets a tile stop
+/// where the last of its rows stops needing the product.
 ///
 /// # Safety
 /// [`available`] is true; every element of the three operands lies in memory valid for reads (and
 /// `dst` for writes) for the call, and `dst` overlaps neither input.
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn sgemm(
     (m, k, n): (usize, usize, usize),
     dst: *mut f32,
@@ -68,6 +72,7 @@ pub(crate) unsafe fn sgemm(
     rhs: Operand,
     scale: f32,
     accumulate: bool,
+    limit: Limit,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -98,52 +103,78 @@ pub(crate) unsafe fn sgemm(
                 };
                 let dst_block = dst.add(jc);
                 let accumulate = accumulate || pc > 0;
-                multiply_packed(
-                    (m, kc, nc),
-                    dst_block,
+                let block = Block {
+                    shape: (m, kc, nc),
+                    offset: (pc, jc),
+                    dst: dst_block,
                     dst_row_stride,
-                    lhs_block,
+                    lhs: lhs_block,
                     packed,
                     scale,
                     accumulate,
-                );
+                };
+                multiply_packed(block, limit);
             }
         }
     });
 }
 
-/// The register tiles of one depth block: `dst (+)= scale · lhs · rhs` with `rhs` (`kc × nc`)
-/// packed in `packed`, blocks of `MC` rows of `lhs` in turn.
-///
-/// # Safety
-/// As [`sgemm`], for `kc` columns of `lhs` and `nc` of `dst`; `packed` holds the packed block.
-unsafe fn multiply_packed(
-    (m, kc, nc): (usize, usize, usize),
+/// One packed block of a product: `dst (+)= scale · lhs · rhs` for the `kc × nc` block of `rhs` at
+/// depth and column `offset` of the whole product, packed in `packed`.
+struct Block<'a> {
+    /// `(m, kc, nc)`.
+    shape: (usize, usize, usize),
+    /// `(pc, jc)`: the block's first depth step and first column in the whole product.
+    offset: (usize, usize),
     dst: *mut f32,
     dst_row_stride: usize,
     lhs: Operand,
-    packed: &[f32],
+    packed: &'a [f32],
     scale: f32,
     accumulate: bool,
-) {
+}
+
+/// The register tiles of one packed block, `MC` rows of `lhs` at a time, each tile cut to what the
+/// last of its rows needs under `limit`.
+///
+/// # Safety
+/// As [`sgemm`], for the block's `kc` columns of `lhs` and `nc` of `dst`.
+unsafe fn multiply_packed(b: Block, limit: Limit) {
+    let ((m, kc, nc), (pc, jc)) = (b.shape, b.offset);
     for ic in (0..m).step_by(MC) {
         let mc = MC.min(m - ic);
         for jr in (0..nc).step_by(NR) {
             for ir in (0..mc).step_by(MR) {
-                let i = ic + ir;
+                let (i, rows) = (ic + ir, MR.min(mc - ir));
+                let mut steps = kc;
+                match limit {
+                    Limit::None => {}
+                    Limit::Columns(stairs) => {
+                        if jc + jr >= stairs.at(i + rows - 1) {
+                            continue;
+                        }
+                    }
+                    Limit::Depth(stairs) => {
+                        steps = stairs.at(i + rows - 1).saturating_sub(pc).min(kc);
+                        // A tile with no depth left still zeroes `dst` when it does not accumulate.
+                        if steps == 0 && b.accumulate {
+                            continue;
+                        }
+                    }
+                }
                 let tile = Tile {
-                    kc,
-                    lhs: lhs.ptr.add(i * lhs.row_stride),
-                    lhs_row_stride: lhs.row_stride,
-                    lhs_col_stride: lhs.col_stride,
-                    rhs: packed.as_ptr().add(jr * kc),
-                    dst: dst.add(i * dst_row_stride + jr),
-                    dst_row_stride,
+                    kc: steps,
+                    lhs: b.lhs.ptr.add(i * b.lhs.row_stride),
+                    lhs_row_stride: b.lhs.row_stride,
+                    lhs_col_stride: b.lhs.col_stride,
+                    rhs: b.packed.as_ptr().add(jr * kc),
+                    dst: b.dst.add(i * b.dst_row_stride + jr),
+                    dst_row_stride: b.dst_row_stride,
                     cols: NR.min(nc - jr),
-                    scale,
-                    accumulate,
+                    scale: b.scale,
+                    accumulate: b.accumulate,
                 };
-                run_tile(tile, MR.min(mc - ir));
+                run_tile(tile, rows);
             }
         }
     }
@@ -169,25 +200,85 @@ unsafe fn pack_rhs(rhs: Operand, kc: usize, nc: usize, packed: &mut [f32]) {
                 row[width..].fill(0.0);
             }
         } else {
-            // A transposed row-major matrix (a weight read as `Wᵀ`, keys as `Kᵀ`): 16 steps of the
-            // depth at a time, so each column's read is one cache line and the writes stay within
-            // 16 sliver rows (4 KiB) instead of striding over the whole sliver.
-            for p0 in (0..kc).step_by(16) {
-                let p1 = (p0 + 16).min(kc);
-                for j in 0..width {
-                    let col = src.add(j * rhs.col_stride);
-                    for p in p0..p1 {
-                        sliver[p * NR + j] = *col.add(p * rhs.row_stride);
-                    }
-                }
+            // A transposed row-major matrix: `Operand`s have a unit stride on one axis.
+            debug_assert_eq!(rhs.row_stride, 1);
+            pack_sliver_transposed(src, rhs.col_stride, kc, width, sliver);
+        }
+    }
+}
+
+/// Packs one sliver of an `rhs` whose columns are contiguous along the depth (`row_stride == 1`: a
+/// weight read as `Wᵀ`, keys as `Kᵀ`) by 16 × 16 transposes in registers: each column's 16 steps are
+/// one load, and each sliver row's 16 columns one store. Columns past `width` come out zero.
+///
+/// # Safety
+/// Columns `0..width` of the sliver (`kc` floats each, `col_stride` apart from `src`) are readable;
+/// `sliver` holds `kc · 64` floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_sliver_transposed(
+    src: *const f32,
+    col_stride: usize,
+    kc: usize,
+    width: usize,
+    sliver: &mut [f32],
+) {
+    debug_assert!(sliver.len() >= kc * NR);
+    let dst = sliver.as_mut_ptr();
+    for j0 in (0..NR).step_by(16) {
+        for p0 in (0..kc).step_by(16) {
+            let steps = (kc - p0).min(16);
+            // Masked-off lanes are neither read nor faulted on.
+            let steps_mask: __mmask16 = if steps == 16 {
+                0xffff
+            } else {
+                (1 << steps) - 1
+            };
+            let mut block = [_mm512_setzero_ps(); 16];
+            for (j, column) in block.iter_mut().enumerate().take(width.saturating_sub(j0)) {
+                let at = src.add((j0 + j) * col_stride + p0);
+                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(128).cast());
+                *column = _mm512_maskz_loadu_ps(steps_mask, at);
             }
-            if width < NR {
-                for row in sliver.chunks_exact_mut(NR) {
-                    row[width..].fill(0.0);
-                }
+            for (p, row) in transpose_16x16(block).iter().enumerate().take(steps) {
+                _mm512_storeu_ps(dst.add((p0 + p) * NR + j0), *row);
             }
         }
     }
+}
+
+/// The transpose of a 16 × 16 block held as 16 rows: pairs of rows interleaved, then quads, then
+/// 128-bit lanes exchanged twice.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
+    let mut t = [_mm512_setzero_ps(); 16];
+    for k in 0..8 {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    // u[4g + m], lane L: element 4L + m of rows 4g..4g+4.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (lo, hi) = (t[4 * g], t[4 * g + 1]);
+        let (lo2, hi2) = (t[4 * g + 2], t[4 * g + 3]);
+        u[4 * g] = _mm512_shuffle_ps::<0x44>(lo, lo2);
+        u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(lo, lo2);
+        u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(hi, hi2);
+        u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(hi, hi2);
+    }
+    // Row 4L + m of the transpose gathers lane L of u[m], u[4 + m], u[8 + m], u[12 + m].
+    let mut out = [_mm512_setzero_ps(); 16];
+    for m in 0..4 {
+        let v0 = _mm512_shuffle_f32x4::<0x88>(u[m], u[4 + m]);
+        let v1 = _mm512_shuffle_f32x4::<0xDD>(u[m], u[4 + m]);
+        let v2 = _mm512_shuffle_f32x4::<0x88>(u[8 + m], u[12 + m]);
+        let v3 = _mm512_shuffle_f32x4::<0xDD>(u[8 + m], u[12 + m]);
+        out[m] = _mm512_shuffle_f32x4::<0x88>(v0, v2);
+        out[4 + m] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
+        out[8 + m] = _mm512_shuffle_f32x4::<0xDD>(v0, v2);
+        out[12 + m] = _mm512_shuffle_f32x4::<0xDD>(v1, v3);
+    }
+    out
 }
 
 /// One register tile's work: `rows × cols` of `dst` over `kc` steps of the depth.
