@@ -6,8 +6,11 @@ use crate::attention::{masked_attention, AttentionMask};
 use crate::config::{Architecture, ModelConfig};
 use crate::nn::{causal_padding_mask, inv_freq, softmax_last, Kernels, Linear, RmsNorm, Rotary};
 use crate::nodes;
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Keys and values of earlier positions, one entry per layer, for incremental decoding. Each layer's
 /// keys and values live in buffers with room to spare (`[batch, kv_heads, capacity, head_dim]`), filled
@@ -381,6 +384,20 @@ impl DecoderLayer {
         &self.post_attention_layernorm
     }
 
+    /// Every projection of the block with its HF name under the layer (`self_attn.q_proj`, …).
+    fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 7] {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        [
+            ("self_attn.q_proj", &mut a.q_proj),
+            ("self_attn.k_proj", &mut a.k_proj),
+            ("self_attn.v_proj", &mut a.v_proj),
+            ("self_attn.o_proj", &mut a.o_proj),
+            ("mlp.gate_proj", &mut m.gate_proj),
+            ("mlp.up_proj", &mut m.up_proj),
+            ("mlp.down_proj", &mut m.down_proj),
+        ]
+    }
+
     /// Every projection of the block.
     pub(crate) fn linears(&self) -> impl Iterator<Item = &Linear> {
         let a = &self.self_attn;
@@ -472,6 +489,45 @@ pub struct Backbone {
 }
 
 impl Backbone {
+    /// Makes every layer projection multiply by its quantized weight in `quantized` (by HF weight
+    /// name, `model.layers.{i}.self_attn.q_proj.weight`, …) from now on, for scoring straight from a
+    /// GGUF's quantized weights. Fails, changing nothing, unless every projection has one shaped as
+    /// its own.
+    pub fn use_quantized(&mut self, quantized: &HashMap<String, Arc<QTensor>>) -> Result<()> {
+        let mut found = Vec::new();
+        let mut missing = 0;
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for (j, (name, linear)) in layer.linears_mut().into_iter().enumerate() {
+                let key = format!("model.layers.{i}.{name}.weight");
+                let Some(q) = quantized.get(&key) else {
+                    missing += 1;
+                    continue;
+                };
+                if q.shape().dims() != linear.weight().dims() {
+                    candle_core::bail!(
+                        "{key}: the quantized weight is {:?}, the model's {:?}",
+                        q.shape().dims(),
+                        linear.weight().dims()
+                    );
+                }
+                found.push((i, j, QMatMul::from_arc(q.clone())?));
+            }
+        }
+        if missing > 0 {
+            candle_core::bail!(
+                "{} of the {} layer projections have quantized weights",
+                found.len(),
+                found.len() + missing
+            );
+        }
+        for (i, j, q) in found {
+            if let Some((_, linear)) = self.layers[i].linears_mut().into_iter().nth(j) {
+                linear.set_quantized(q);
+            }
+        }
+        Ok(())
+    }
+
     /// Loads `model.*` (and `lm_head.weight` when untied and present) from `vb`.
     pub fn load(vb: VarBuilder, cfg: &ModelConfig, kernels: Kernels) -> Result<Self> {
         let arch = cfg

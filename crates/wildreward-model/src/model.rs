@@ -7,10 +7,12 @@ use crate::error::{ModelError, Result};
 use crate::head::{HeadKind, ScoreHead};
 use crate::nn::Kernels;
 use crate::weights::{self, Checkpoint};
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokenizers::Tokenizer;
 
 /// How to load a model.
@@ -28,6 +30,10 @@ pub struct LoadOptions {
     pub outputs_if_missing: usize,
     /// Seed of a created head.
     pub head_seed: u64,
+    /// Score straight from a GGUF file's quantized weights: the layer projections multiply by them
+    /// with candle's quantized matmul (inference only, f32 activations, the padded forward) instead
+    /// of by their dequantised f32 copies. Only for a GGUF path.
+    pub quantized: bool,
 }
 
 impl Default for LoadOptions {
@@ -39,6 +45,7 @@ impl Default for LoadOptions {
             head_if_missing: HeadKind::Ordinal,
             outputs_if_missing: 3,
             head_seed: 0,
+            quantized: false,
         }
     }
 }
@@ -79,8 +86,24 @@ impl RewardModel {
     /// Loads the checkpoint at `path` (an HF directory, a GGUF file, or a cached hub repo id).
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
         let path = weights::resolve(&path.to_string_lossy())?;
+        if opts.quantized && (path.is_dir() || opts.resolved_dtype() != DType::F32) {
+            return Err(ModelError::Weights {
+                path,
+                message: "quantized scoring needs a GGUF file and f32 activations".into(),
+            });
+        }
         let ckpt = weights::load(&path, &opts.device, opts.resolved_dtype())?;
-        Self::from_checkpoint(ckpt, opts)
+        let mut model = Self::from_checkpoint(ckpt, opts)?;
+        if opts.quantized {
+            let quantized = weights::load_quantized_projections(&path, &opts.device)?;
+            model
+                .use_quantized(&quantized)
+                .map_err(|e| ModelError::Weights {
+                    path,
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(model)
     }
 
     /// Builds the model from a loaded checkpoint (or one whose tensors were made trainable).
@@ -153,6 +176,17 @@ impl RewardModel {
             head_initialised,
             source,
         })
+    }
+
+    /// Makes every layer projection multiply by its quantized weight in `quantized` (by HF weight
+    /// name, as [`weights::load_quantized_projections`] gives them) from now on: scoring from
+    /// quantized weights. Fails, changing nothing, unless all of them are there, each shaped as the
+    /// model's.
+    pub fn use_quantized(
+        &mut self,
+        quantized: &HashMap<String, Arc<QTensor>>,
+    ) -> candle_core::Result<()> {
+        self.backbone.use_quantized(quantized)
     }
 
     /// Reward logits `[batch, outputs]` (f32) for a right-padded batch with `lengths` real tokens.

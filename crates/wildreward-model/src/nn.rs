@@ -5,6 +5,7 @@
 //! faster fused kernel, an inference form selected by [`Kernels::Fused`], tested to give the same
 //! numbers.
 
+use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
@@ -19,12 +20,15 @@ pub enum Kernels {
 }
 
 /// `y = x Wᵀ (+ b) (+ s · x Aᵀ Bᵀ)`, weights in HF's `[out, in]` layout, with an optional LoRA
-/// adapter (PEFT's names: `{prefix}.lora_A.weight` `[r, in]`, `{prefix}.lora_B.weight` `[out, r]`).
+/// adapter (PEFT's names: `{prefix}.lora_A.weight` `[r, in]`, `{prefix}.lora_B.weight` `[out, r]`),
+/// and optionally a GGUF's quantized copy of `W` that the forward then multiplies by instead
+/// (candle's quantized matmul: inference only, no gradient).
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
     lora: Option<Lora>,
+    quantized: Option<QMatMul>,
 }
 
 /// A low-rank adapter: trained while the base weight stays frozen, merged into it on save.
@@ -73,7 +77,12 @@ impl Linear {
             }
             _ => None,
         };
-        Ok(Self { weight, bias, lora })
+        Ok(Self {
+            weight,
+            bias,
+            lora,
+            quantized: None,
+        })
     }
 
     /// Wraps existing tensors.
@@ -82,6 +91,7 @@ impl Linear {
             weight,
             bias,
             lora: None,
+            quantized: None,
         }
     }
 
@@ -99,19 +109,33 @@ impl Linear {
     pub fn adapter(&self) -> Option<&Lora> {
         self.lora.as_ref()
     }
+
+    /// Multiplies by `quantized` (the same `[out, in]` weight, quantized) from now on.
+    pub(crate) fn set_quantized(&mut self, quantized: QMatMul) {
+        self.quantized = Some(quantized);
+    }
+
+    /// Whether the forward multiplies by a quantized weight.
+    pub fn is_quantized(&self) -> bool {
+        self.quantized.is_some()
+    }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match x.dims() {
-            _ if crate::nodes::applies(x) && x.dtype() == self.weight.dtype() => {
-                crate::nodes::linear(x, &self.weight)?
+        let y = if let Some(q) = &self.quantized {
+            q.forward(&x.contiguous()?)?
+        } else {
+            match x.dims() {
+                _ if crate::nodes::applies(x) && x.dtype() == self.weight.dtype() => {
+                    crate::nodes::linear(x, &self.weight)?
+                }
+                [b, l, h] => x
+                    .reshape((b * l, *h))?
+                    .matmul(&self.weight.t()?)?
+                    .reshape((*b, *l, ()))?,
+                _ => x.matmul(&self.weight.t()?)?,
             }
-            [b, l, h] => x
-                .reshape((b * l, *h))?
-                .matmul(&self.weight.t()?)?
-                .reshape((*b, *l, ()))?,
-            _ => x.matmul(&self.weight.t()?)?,
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,

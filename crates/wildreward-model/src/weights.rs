@@ -1,13 +1,17 @@
 //! Loading a checkpoint — config, named weights (HF names) and tokenizer — from an HF directory
 //! (single or sharded safetensors), the hf-hub cache, or a GGUF file (dequantised, with `attn_q` /
-//! `attn_k` un-permuted from GGUF's interleaved-RoPE layout to HF's half-split one).
+//! `attn_k` un-permuted from GGUF's interleaved-RoPE layout to HF's half-split one); and a GGUF's
+//! layer projections kept quantized, for scoring straight from them.
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
+use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokenizers::Tokenizer;
 
 /// Everything read from a checkpoint.
@@ -230,6 +234,73 @@ pub fn unpermute_rope_rows(w: &Tensor, n_head: usize) -> candle_core::Result<Ten
         .transpose(1, 2)?
         .contiguous()?
         .reshape(dims)
+}
+
+/// [`unpermute_rope_rows`] on a quantized weight, without dequantising: GGUF quantizes each row on
+/// its own (blocks run along the row), so moving whole rows' bytes moves their values exactly.
+pub fn unpermute_rope_rows_quantized(
+    w: &QTensor,
+    n_head: usize,
+    device: &Device,
+) -> candle_core::Result<QTensor> {
+    let (rows, cols) = w.shape().dims2()?;
+    let dtype = w.dtype();
+    if n_head == 0 || rows % (2 * n_head) != 0 || cols % dtype.block_size() != 0 {
+        candle_core::bail!(
+            "a [{rows}, {cols}] {dtype:?} weight does not split into {n_head} heads of rotated rows"
+        );
+    }
+    let row_bytes = cols / dtype.block_size() * dtype.type_size();
+    let data = w.data()?;
+    let half = rows / n_head / 2;
+    let mut out = Vec::with_capacity(data.len());
+    // Row (h, a, b) of the result, in shape (n_head, 2, half), is row (h, b, a) of the input.
+    for h in 0..n_head {
+        for a in 0..2 {
+            for b in 0..half {
+                let src = (h * half + b) * 2 + a;
+                out.extend_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
+            }
+        }
+    }
+    qtensor_from_ggml(dtype, &out, vec![rows, cols], device)
+}
+
+/// The layer projections of a GGUF file (`q/k/v/o_proj`, `gate/up/down_proj`) as they are stored,
+/// quantized, by HF weight name, `attn_q` / `attn_k` rows un-permuted as [`load`] does: what
+/// [`crate::Backbone::use_quantized`] takes, to score straight from the quantized weights.
+pub fn load_quantized_projections(
+    path: &Path,
+    device: &Device,
+) -> Result<HashMap<String, Arc<QTensor>>> {
+    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let content = Content::read(&mut file)
+        .map_err(|e| weights_error(path, format!("not a readable GGUF file: {e}")))?;
+    let config = gguf_config(path, &content)?;
+    let permuted = matches!(config.model_type.as_str(), "llama" | "mistral");
+    let mut out = HashMap::new();
+    for name in content.tensor_infos.keys() {
+        let Some(hf) = hf_name(name) else { continue };
+        if !hf.starts_with("model.layers.") || !hf.ends_with("_proj.weight") {
+            continue;
+        }
+        let mut q = content
+            .tensor(&mut file, name, device)
+            .map_err(|e| weights_error(path, format!("tensor {name}: {e} (truncated file?)")))?;
+        let heads = if hf.ends_with("q_proj.weight") {
+            Some(config.num_attention_heads)
+        } else if hf.ends_with("k_proj.weight") {
+            Some(config.num_kv_heads())
+        } else {
+            None
+        };
+        if let (true, Some(n)) = (permuted, heads) {
+            q = unpermute_rope_rows_quantized(&q, n, device)
+                .map_err(|e| weights_error(path, format!("tensor {name}: {e}")))?;
+        }
+        out.insert(hf, Arc::new(q));
+    }
+    Ok(out)
 }
 
 fn load_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Checkpoint> {

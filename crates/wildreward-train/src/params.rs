@@ -149,6 +149,7 @@ fn build_any(
         head_if_missing: kind,
         outputs_if_missing: outputs,
         head_seed: seed,
+        quantized: false,
     };
     let base = RewardModel::from_checkpoint(ckpt, &opts)?;
     let head = base.head();

@@ -49,6 +49,10 @@ struct ScoreArgs {
     /// weights saw) or `inference` (empty, as the model card's example sends).
     #[arg(long, value_enum, default_value = "training")]
     empty_history: EmptyHistoryArg,
+    /// Score a GGUF straight from its quantized weights with candle's quantized matmul instead of
+    /// dequantising them to f32 (close rewards, but far slower on CPU: docs/benchmarks.md).
+    #[arg(long)]
+    quantized: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     EmptyHistoryArg::Training => EmptyHistory::Training,
                     EmptyHistoryArg::Inference => EmptyHistory::Inference,
                 },
+                quantized: a.quantized,
             })?;
             eprintln!("wildreward: scored {n} texts");
             Ok(())

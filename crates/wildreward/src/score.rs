@@ -25,6 +25,8 @@ pub struct ScoreOptions {
     pub max_length: usize,
     /// Context placeholder for empty histories.
     pub empty_history: EmptyHistory,
+    /// Score a GGUF straight from its quantized weights ([`LoadOptions::quantized`]).
+    pub quantized: bool,
 }
 
 /// The RM text of one input line.
@@ -85,7 +87,11 @@ fn read_lines(path: &Path, empty: EmptyHistory) -> Result<Vec<InputLine>, BadInp
 /// Scores every line; returns how many were scored.
 pub fn run(opts: &ScoreOptions) -> anyhow::Result<usize> {
     let lines = read_lines(&opts.input, opts.empty_history)?;
-    let model = RewardModel::load(&opts.model, &LoadOptions::inference())?;
+    let load = LoadOptions {
+        quantized: opts.quantized,
+        ..LoadOptions::inference()
+    };
+    let model = RewardModel::load(&opts.model, &load)?;
     if model.head_was_initialised() {
         eprintln!(
             "wildreward: {} has no reward head: scoring with a seeded random 3-output head (seed 0); \

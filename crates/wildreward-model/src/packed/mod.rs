@@ -11,7 +11,7 @@
 //!
 //! It gives the numbers of the differentiable path (tested against transformers on every supported
 //! family and against the padded path on SmolLM2). It runs when the weights are f32 on the CPU and
-//! carry no LoRA adapter; [`supports`] says so and callers fall back to the padded path otherwise.
+//! carry no LoRA adapter nor quantized copy; [`supports`] says so and callers fall back to the padded path otherwise.
 //!
 //! `unsafe` is allowed in this module only: for the raw-pointer matrix products (this crate's AVX-512
 //! `sgemm`, and `gemm`, the kernel candle's own CPU matmul calls) behind the one checked wrapper
@@ -34,14 +34,15 @@ mod sgemm;
 pub(crate) use attention::{attention, fast_exp};
 pub use matmul::matmul_f32;
 
-/// Whether the packed forward can run `backbone`: f32 weights on the CPU, no LoRA adapter.
+/// Whether the packed forward can run `backbone`: f32 weights on the CPU, no LoRA adapter, no
+/// quantized projection.
 pub fn supports(backbone: &Backbone) -> bool {
     matches!(backbone.device(), Device::Cpu)
         && backbone.dtype() == candle_core::DType::F32
-        && backbone
-            .layers()
-            .iter()
-            .all(|l| l.linears().all(|lin| lin.adapter().is_none()))
+        && backbone.layers().iter().all(|l| {
+            l.linears()
+                .all(|lin| lin.adapter().is_none() && !lin.is_quantized())
+        })
 }
 
 /// The final-norm hidden state at each row's last token, `[rows, hidden]`, for unpadded `rows` of
