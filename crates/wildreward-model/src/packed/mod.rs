@@ -11,7 +11,8 @@
 //!
 //! It gives the numbers of the differentiable path (tested against transformers on every supported
 //! family and against the padded path on SmolLM2). It runs when the weights are f32 on the CPU and
-//! carry no LoRA adapter nor quantized copy; [`supports`] says so and callers fall back to the padded path otherwise.
+//! carry no LoRA adapter nor quantized copy; [`supports`] says so and callers fall back to the padded
+//! path otherwise.
 //!
 //! `unsafe` is allowed in this module only: for the raw-pointer matrix products (this crate's AVX-512
 //! `sgemm`, and `gemm`, the kernel candle's own CPU matmul calls) behind the one checked wrapper
