@@ -252,6 +252,13 @@ pub fn unpermute_rope_rows_quantized(
     }
     let row_bytes = cols / dtype.block_size() * dtype.type_size();
     let data = w.data()?;
+    if data.len() != rows * row_bytes {
+        candle_core::bail!(
+            "a [{rows}, {cols}] {dtype:?} weight holds {} bytes, not {}",
+            data.len(),
+            rows * row_bytes
+        );
+    }
     let half = rows / n_head / 2;
     let mut out = Vec::with_capacity(data.len());
     // Row (h, a, b) of the result, in shape (n_head, 2, half), is row (h, b, a) of the input.
@@ -277,7 +284,6 @@ pub fn load_quantized_projections(
     let content = Content::read(&mut file)
         .map_err(|e| weights_error(path, format!("not a readable GGUF file: {e}")))?;
     let config = gguf_config(path, &content)?;
-    let permuted = matches!(config.model_type.as_str(), "llama" | "mistral");
     let mut out = HashMap::new();
     for name in content.tensor_infos.keys() {
         let Some(hf) = hf_name(name) else { continue };
@@ -287,14 +293,7 @@ pub fn load_quantized_projections(
         let mut q = content
             .tensor(&mut file, name, device)
             .map_err(|e| weights_error(path, format!("tensor {name}: {e} (truncated file?)")))?;
-        let heads = if hf.ends_with("q_proj.weight") {
-            Some(config.num_attention_heads)
-        } else if hf.ends_with("k_proj.weight") {
-            Some(config.num_kv_heads())
-        } else {
-            None
-        };
-        if let (true, Some(n)) = (permuted, heads) {
+        if let Some(n) = permuted_heads(&config, &hf) {
             q = unpermute_rope_rows_quantized(&q, n, device)
                 .map_err(|e| weights_error(path, format!("tensor {name}: {e}")))?;
         }
@@ -303,12 +302,26 @@ pub fn load_quantized_projections(
     Ok(out)
 }
 
+/// The heads whose rows llama.cpp permuted for interleaved RoPE in the weight named `hf`: `attn_q` /
+/// `attn_k` of Llama-family GGUFs (Qwen's are stored unpermuted), `None` for every other weight.
+fn permuted_heads(config: &ModelConfig, hf: &str) -> Option<usize> {
+    if !matches!(config.model_type.as_str(), "llama" | "mistral") {
+        return None;
+    }
+    if hf.ends_with("q_proj.weight") {
+        Some(config.num_attention_heads)
+    } else if hf.ends_with("k_proj.weight") {
+        Some(config.num_kv_heads())
+    } else {
+        None
+    }
+}
+
 fn load_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Checkpoint> {
     let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
     let content = Content::read(&mut file)
         .map_err(|e| weights_error(path, format!("not a readable GGUF file: {e}")))?;
     let config = gguf_config(path, &content)?;
-    let permuted = matches!(config.model_type.as_str(), "llama" | "mistral");
     let mut tensors = HashMap::new();
     for name in content.tensor_infos.keys() {
         let Some(hf) = hf_name(name) else { continue };
@@ -316,10 +329,8 @@ fn load_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Checkpoint> {
             .tensor(&mut file, name, device)
             .map_err(|e| weights_error(path, format!("tensor {name}: {e} (truncated file?)")))?;
         let mut t = q.dequantize(device)?;
-        if permuted && hf.ends_with("q_proj.weight") {
-            t = unpermute_rope_rows(&t, config.num_attention_heads)?;
-        } else if permuted && hf.ends_with("k_proj.weight") {
-            t = unpermute_rope_rows(&t, config.num_kv_heads())?;
+        if let Some(n) = permuted_heads(&config, &hf) {
+            t = unpermute_rope_rows(&t, n)?;
         }
         tensors.insert(hf, to_dtype(t, dtype)?);
     }
