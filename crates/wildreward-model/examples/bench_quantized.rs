@@ -8,24 +8,19 @@
 //! input line is `{"ids": [u32…]}`; each path scores them `REPEATS` times (default 3) and reports its
 //! fastest pass. Both models get the same seeded head.
 
+mod common;
+
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
-use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 use wildreward_model::{LoadOptions, RewardModel, Scorer, ScorerOptions};
 
-/// The rewards of `ids` and the fastest of `repeats` passes, in seconds.
+/// The rewards of `ids` and the fastest of `repeats` passes, in seconds, after a warm-up.
 fn timed(scorer: &Scorer, ids: &[Vec<u32>], repeats: usize) -> anyhow::Result<(Vec<f32>, f64)> {
     scorer.score_ids(&ids[..ids.len().min(2)])?;
-    let (mut rewards, mut best) = (Vec::new(), f64::MAX);
-    for _ in 0..repeats.max(1) {
-        let t = Instant::now();
-        rewards = scorer.score_ids(ids)?.iter().map(|s| s.reward).collect();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    Ok((rewards, best))
+    let (scored, secs) = common::passes(scorer, ids, repeats)?;
+    Ok((scored.iter().map(|s| s.reward).collect(), secs[0]))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,17 +28,8 @@ fn main() -> anyhow::Result<()> {
     let (Some(gguf), Some(inputs)) = (args.get(1), args.get(2)) else {
         anyhow::bail!("usage: bench_quantized <model.gguf> <inputs.jsonl>");
     };
-    let repeats: usize = match std::env::var("REPEATS") {
-        Ok(s) => s.parse()?,
-        Err(_) => 3,
-    };
-    let ids: Vec<Vec<u32>> = std::io::BufReader::new(std::fs::File::open(inputs)?)
-        .lines()
-        .map(|l| -> anyhow::Result<Vec<u32>> {
-            let v: serde_json::Value = serde_json::from_str(&l?)?;
-            Ok(serde_json::from_value(v["ids"].clone())?)
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let repeats = common::repeats()?;
+    let ids = common::read_ids(inputs)?;
     let tokens: usize = ids.iter().map(Vec::len).sum();
     let opts = LoadOptions::inference();
     let exact = Scorer::new(
@@ -94,7 +80,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "texts": ids.len(), "tokens": tokens, "passes": repeats.max(1),
+            "texts": ids.len(), "tokens": tokens, "passes": repeats,
             "f32_packed_texts_per_s": ids.len() as f64 / f32_secs,
             "quantized_texts_per_s": ids.len() as f64 / q_secs,
             "quantized_max_abs_reward_diff": q_max, "quantized_mean_abs_reward_diff": q_mean,

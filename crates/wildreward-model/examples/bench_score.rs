@@ -8,8 +8,9 @@
 //! timings: the faster of candle's matmul and this crate's own (`packed::matmul_f32`, AVX-512 where
 //! the CPU has it).
 
+mod common;
+
 use candle_core::{Device, Tensor};
-use std::io::BufRead;
 use std::time::Instant;
 use wildreward_model::{LoadOptions, RewardModel, Scorer, ScorerOptions};
 
@@ -58,13 +59,7 @@ fn main() -> anyhow::Result<()> {
         &args[2],
     );
     let budget: usize = args.get(3).map_or(Ok(8192), |s| s.parse())?;
-    let ids: Vec<Vec<u32>> = std::io::BufReader::new(std::fs::File::open(inputs)?)
-        .lines()
-        .map(|l| -> anyhow::Result<Vec<u32>> {
-            let v: serde_json::Value = serde_json::from_str(&l?)?;
-            Ok(serde_json::from_value(v["ids"].clone())?)
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let ids = common::read_ids(inputs)?;
     let m = RewardModel::load(std::path::Path::new(model), &LoadOptions::inference())?;
     let cfg = m.config().clone();
     let scorer = Scorer::new(
@@ -77,20 +72,7 @@ fn main() -> anyhow::Result<()> {
     );
     let _warm = scorer.score_ids(&ids[..ids.len().min(2)])?;
     let peak_before = matmul_peak_gflops()?;
-    // Best of several passes, as for the peak: a pass slowed by other work on the machine says
-    // nothing about the scorer.
-    let repeats: usize = match std::env::var("REPEATS") {
-        Ok(s) => s.parse()?,
-        Err(_) => 3,
-    };
-    let mut passes = Vec::new();
-    let mut scored = Vec::new();
-    for _ in 0..repeats.max(1) {
-        let t = Instant::now();
-        scored = scorer.score_ids(&ids)?;
-        passes.push(t.elapsed().as_secs_f64());
-    }
-    passes.sort_by(f64::total_cmp);
+    let (scored, passes) = common::passes(&scorer, &ids, common::repeats()?)?;
     let (secs, median) = (passes[0], passes[passes.len() / 2]);
     let tokens: usize = ids.iter().map(Vec::len).sum();
     // Useful FLOPs: the projections and MLP over real tokens, plus causal attention (QKᵀ and AV).

@@ -447,12 +447,7 @@ impl DecoderLayer {
     /// keys and values from every position of `x`, the query, output projection and MLP at the last.
     fn forward_last(&self, x: &Tensor, rotary: &Rotary, lengths: &[usize]) -> Result<Tensor> {
         let (b, l, h) = x.dims3()?;
-        let idx: Vec<u32> = lengths
-            .iter()
-            .enumerate()
-            .map(|(row, &n)| (row * l + n - 1) as u32)
-            .collect();
-        let idx = Tensor::from_vec(idx, b, x.device())?;
+        let idx = last_token_rows(lengths, (b, l), x.device())?;
         let x_last = x
             .reshape((b * l, h))?
             .index_select(&idx, 0)?
@@ -465,6 +460,22 @@ impl DecoderLayer {
         )?;
         self.residual_mlp(&x_last, &attn)
     }
+}
+
+/// The row of each sequence's last real token in a `[batch, seq_len, …]` tensor flattened to
+/// `[batch · seq_len, …]`: what the last-token gathers select. Fails unless `lengths` has `batch`
+/// entries.
+fn last_token_rows(
+    lengths: &[usize],
+    (batch, seq_len): (usize, usize),
+    device: &Device,
+) -> Result<Tensor> {
+    let rows: Vec<u32> = lengths
+        .iter()
+        .enumerate()
+        .map(|(row, &n)| (row * seq_len + n - 1) as u32)
+        .collect();
+    Tensor::from_vec(rows, batch, device)
 }
 
 /// The attention mask of one forward pass: the additive tensor, and (only for a full-sequence
@@ -752,12 +763,7 @@ impl Backbone {
     /// hidden]` (differentiable).
     pub fn last_token(hidden: &Tensor, lengths: &[usize]) -> Result<Tensor> {
         let (b, l, h) = hidden.dims3()?;
-        let idx: Vec<u32> = lengths
-            .iter()
-            .enumerate()
-            .map(|(row, &n)| (row * l + n - 1) as u32)
-            .collect();
-        let idx = Tensor::from_vec(idx, b, hidden.device())?;
+        let idx = last_token_rows(lengths, (b, l), hidden.device())?;
         hidden.reshape((b * l, h))?.index_select(&idx, 0)
     }
 }

@@ -280,10 +280,7 @@ pub fn load_quantized_projections(
     path: &Path,
     device: &Device,
 ) -> Result<HashMap<String, Arc<QTensor>>> {
-    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
-    let content = Content::read(&mut file)
-        .map_err(|e| weights_error(path, format!("not a readable GGUF file: {e}")))?;
-    let config = gguf_config(path, &content)?;
+    let (mut file, content, config) = open_gguf(path)?;
     let mut out = HashMap::new();
     for name in content.tensor_infos.keys() {
         let Some(hf) = hf_name(name) else { continue };
@@ -317,11 +314,17 @@ fn permuted_heads(config: &ModelConfig, hf: &str) -> Option<usize> {
     }
 }
 
-fn load_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Checkpoint> {
+/// A GGUF file opened for reading its tensors, its header and the model configuration it describes.
+fn open_gguf(path: &Path) -> Result<(std::fs::File, Content, ModelConfig)> {
     let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
     let content = Content::read(&mut file)
         .map_err(|e| weights_error(path, format!("not a readable GGUF file: {e}")))?;
     let config = gguf_config(path, &content)?;
+    Ok((file, content, config))
+}
+
+fn load_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Checkpoint> {
+    let (mut file, content, config) = open_gguf(path)?;
     let mut tensors = HashMap::new();
     for name in content.tensor_infos.keys() {
         let Some(hf) = hf_name(name) else { continue };
