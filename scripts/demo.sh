@@ -42,7 +42,14 @@ stage import "" -- "$BIN/wildfb" import sharegpt \
   --input data/sharegpt/sharegpt_v3_multiturn_2000.jsonl.gz --out "$OUT/wildchat-sharegpt.parquet"
 
 stage collect "$OUT/wildchat-sharegpt.parquet" -- "$BIN/wildfb" collect \
-  --input "$OUT/wildchat-sharegpt.parquet" --out "$OUT/wildfb" --annotator rules --test-count 200
+  --input "$OUT/wildchat-sharegpt.parquet" --out "$OUT/wildfb" --annotator cues --test-count 200
+
+# How far the offline annotator agrees with people: the dev set labelled by `cues`, against the labels two
+# people agree on (docs/labels.md).
+stage label-dev "" -- "$BIN/wildfb" classify --annotator cues --quiet \
+  --input data/feedback-dev/items.jsonl --out "$OUT/labels-dev"
+stage agree "$OUT/labels-dev/classified.jsonl" -- "$BIN/wildfb" agree \
+  --gold data/feedback-dev/gold.jsonl --pred "$OUT/labels-dev" --out "$OUT/labels-dev"
 
 stage convert "" -- "$BIN/wildreward" convert --model "$MODEL" --out "$OUT/rm-untrained"
 

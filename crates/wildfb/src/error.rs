@@ -49,6 +49,16 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A label file (gold or predicted) has a bad or duplicate line.
+    #[error("{path}:{line}: {message}")]
+    Labels {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A parquet file is unreadable or lacks what the WildChat schema needs.
     #[error("{path}: {message}")]
     Parquet {

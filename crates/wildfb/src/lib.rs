@@ -7,8 +7,10 @@
 //! not record it; `chrono` converts WildChat's timestamps; `candle-*` and `tokenizers` run the MiniLM
 //! sentence embedder of hindsight mining; `tokio` and `reqwest` call the LLM annotator; `indicatif`
 //! draws progress bars; `regex` runs the offline rules and filters; `toml` reads the settings; `rayon`
-//! cuts conversations into instances in parallel; `rand` jitters retry delays.
+//! cuts conversations into instances in parallel; `rand` jitters retry delays; `plotters` (with the
+//! `dejavu` font) draws `wildfb agree`'s confusion matrix.
 
+pub mod agree;
 pub mod collect;
 pub mod embed;
 pub mod error;

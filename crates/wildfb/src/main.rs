@@ -25,6 +25,56 @@ enum Command {
         #[command(subcommand)]
         source: ImportCommand,
     },
+    /// Label a file of turns with one annotator (the classify step alone): instances.jsonl, or items
+    /// {id, query, response, feedback} such as data/feedback-dev/items.jsonl → OUT/classified.jsonl.
+    Classify(ClassifyArgs),
+    /// Agreement of an annotator's raw labels with gold labels: accuracy, Cohen's κ (plain and linearly
+    /// weighted), per-class precision / recall / F1, confusion matrix, coverage, and the always-neutral
+    /// baseline beside them → OUT/agreement.{json,md,png}.
+    Agree(AgreeArgs),
+}
+
+#[derive(clap::Args)]
+struct ClassifyArgs {
+    /// JSONL of instances or of {id, query, response, feedback} items.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output directory (classified.jsonl, stats.json, llm-journal.jsonl).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    annotator: AnnotatorArgs,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct AgreeArgs {
+    /// Gold labels: JSONL lines {"id": …, "label": 1..5}.
+    #[arg(long)]
+    gold: PathBuf,
+    /// Predicted labels: a JSONL file ({"id", "label"}, null = abstained) or a directory with
+    /// classified.jsonl (the output of `wildfb classify` or `wildfb collect`).
+    #[arg(long)]
+    pred: PathBuf,
+    /// Where agreement.json, agreement.md and agreement.png go.
+    #[arg(long, default_value = "out/agree")]
+    out: PathBuf,
+    /// The field that joins the two files.
+    #[arg(long, value_enum, default_value = "id")]
+    key: KeyArg,
+    /// Count gold items without a predicted line as not covered instead of failing.
+    #[arg(long)]
+    allow_missing: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyArg {
+    /// The instance id.
+    Id,
+    /// A labelling sheet's item number.
+    N,
 }
 
 #[derive(Subcommand)]
@@ -55,12 +105,87 @@ struct ImportArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Annotator {
-    /// Deterministic English + Chinese rules (no API key needed).
+    /// The original English + Chinese rules (configs/wildfb/rules.toml; no API key needed).
     Rules,
+    /// Cue rules from the labelling guide that read the response too and abstain on weak evidence
+    /// (configs/wildfb/cues.toml; no API key needed; abstentions are written as neutral, marked).
+    Cues,
     /// Any OpenAI-compatible chat-completions endpoint.
     Openai,
-    /// Rules where confident, the LLM for the rest.
+    /// The cue rules where they decide, the LLM for their abstentions.
     Cascade,
+}
+
+impl Annotator {
+    fn into_collect(self) -> collect::Annotator {
+        match self {
+            Annotator::Rules => collect::Annotator::Rules,
+            Annotator::Cues => collect::Annotator::Cues,
+            Annotator::Openai => collect::Annotator::Openai,
+            Annotator::Cascade => collect::Annotator::Cascade,
+        }
+    }
+}
+
+/// The annotator and the LLM endpoint settings, shared by `collect` and `classify`.
+#[derive(clap::Args)]
+struct AnnotatorArgs {
+    /// Who classifies the users' reactions (`cues` agrees with people far better than `rules`:
+    /// docs/labels.md).
+    #[arg(long, value_enum, default_value = "cues")]
+    annotator: Annotator,
+    /// Settings file (default: the embedded configs/wildfb/collect.toml); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Base URL of the OpenAI-compatible API [config default: http://localhost:8001/v1]. The key is
+    /// read from the variable named by `annotator.api_key_env` (OPENAI_API_KEY).
+    #[arg(long, env = "OPENAI_BASE_URL")]
+    api_base: Option<String>,
+    /// Model name for the API [config default: gpt-oss-120b].
+    #[arg(long)]
+    model: Option<String>,
+    /// Requests in flight [config default: 64].
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Requests per minute, 0 for no limit [config default: 0].
+    #[arg(long)]
+    rpm: Option<u32>,
+    /// Per-request timeout in seconds [config default: 600].
+    #[arg(long)]
+    timeout_secs: Option<f64>,
+    /// Retries per request after the first attempt [config default: 6].
+    #[arg(long)]
+    max_retries: Option<u32>,
+}
+
+impl AnnotatorArgs {
+    /// The settings file with the flags applied.
+    fn config(&self) -> anyhow::Result<CollectConfig> {
+        let mut config = match &self.config {
+            Some(path) => CollectConfig::load(path)?,
+            None => CollectConfig::embedded()?,
+        };
+        let an = &mut config.annotator;
+        if let Some(v) = &self.api_base {
+            an.api_base = v.clone();
+        }
+        if let Some(v) = &self.model {
+            an.model = v.clone();
+        }
+        if let Some(v) = self.concurrency {
+            an.concurrency = v;
+        }
+        if let Some(v) = self.rpm {
+            an.requests_per_minute = v;
+        }
+        if let Some(v) = self.timeout_secs {
+            an.timeout_secs = v;
+        }
+        if let Some(v) = self.max_retries {
+            an.max_retries = v;
+        }
+        Ok(config)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -85,31 +210,8 @@ struct CollectArgs {
     /// Output directory (train.jsonl, test.jsonl, stats.json, one JSONL per step).
     #[arg(long)]
     out: PathBuf,
-    /// Who classifies the users' reactions.
-    #[arg(long, value_enum, default_value = "rules")]
-    annotator: Annotator,
-    /// Settings file (default: the embedded configs/wildfb/collect.toml); flags below override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Base URL of the OpenAI-compatible API [config default: http://localhost:8001/v1]. The key is
-    /// read from the variable named by `annotator.api_key_env` (OPENAI_API_KEY).
-    #[arg(long, env = "OPENAI_BASE_URL")]
-    api_base: Option<String>,
-    /// Model name for the API [config default: gpt-oss-120b].
-    #[arg(long)]
-    model: Option<String>,
-    /// Requests in flight [config default: 64].
-    #[arg(long)]
-    concurrency: Option<usize>,
-    /// Requests per minute, 0 for no limit [config default: 0].
-    #[arg(long)]
-    rpm: Option<u32>,
-    /// Per-request timeout in seconds [config default: 600].
-    #[arg(long)]
-    timeout_secs: Option<f64>,
-    /// Retries per request after the first attempt [config default: 6].
-    #[arg(long)]
-    max_retries: Option<u32>,
+    #[command(flatten)]
+    annotator: AnnotatorArgs,
     /// Seed of the train/test split [config default: 42].
     #[arg(long)]
     seed: Option<u64>,
@@ -131,29 +233,7 @@ struct CollectArgs {
 }
 
 fn collect_options(a: CollectArgs) -> anyhow::Result<CollectOptions> {
-    let mut config = match &a.config {
-        Some(path) => CollectConfig::load(path)?,
-        None => CollectConfig::embedded()?,
-    };
-    let an = &mut config.annotator;
-    if let Some(v) = a.api_base {
-        an.api_base = v;
-    }
-    if let Some(v) = a.model {
-        an.model = v;
-    }
-    if let Some(v) = a.concurrency {
-        an.concurrency = v;
-    }
-    if let Some(v) = a.rpm {
-        an.requests_per_minute = v;
-    }
-    if let Some(v) = a.timeout_secs {
-        an.timeout_secs = v;
-    }
-    if let Some(v) = a.max_retries {
-        an.max_retries = v;
-    }
+    let mut config = a.annotator.config()?;
     if let Some(v) = a.seed {
         config.split.seed = v;
     }
@@ -166,11 +246,7 @@ fn collect_options(a: CollectArgs) -> anyhow::Result<CollectOptions> {
     Ok(CollectOptions {
         input: a.input,
         out: a.out,
-        annotator: match a.annotator {
-            Annotator::Rules => collect::Annotator::Rules,
-            Annotator::Openai => collect::Annotator::Openai,
-            Annotator::Cascade => collect::Annotator::Cascade,
-        },
+        annotator: a.annotator.annotator.into_collect(),
         config,
         embedder_dir: a.embedder.unwrap_or_else(wildfb::embed::default_model_dir),
         step: a.step.map(|s| match s {
@@ -192,6 +268,33 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&stats)?);
             Ok(())
         }),
+        Command::Classify(a) => a.annotator.config().and_then(|config| {
+            let opts = collect::ClassifyOptions {
+                input: a.input,
+                out: a.out,
+                annotator: a.annotator.annotator.into_collect(),
+                config,
+                quiet: a.quiet,
+            };
+            let stats = collect::classify_only(&opts)?;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+            Ok(())
+        }),
+        Command::Agree(a) => {
+            let opts = wildfb::agree::AgreeOptions {
+                gold: a.gold,
+                pred: a.pred,
+                out: a.out,
+                key: match a.key {
+                    KeyArg::Id => wildfb::agree::JoinKey::Id,
+                    KeyArg::N => wildfb::agree::JoinKey::N,
+                },
+                allow_missing: a.allow_missing,
+            };
+            wildfb::agree::run(&opts)
+                .map(|(_, text)| print!("{text}"))
+                .map_err(anyhow::Error::from)
+        }
         Command::Import { source } => {
             let (source, args) = match source {
                 ImportCommand::Sharegpt(a) => (Source::ShareGpt, a),

@@ -174,7 +174,7 @@ fn faults_are_retried_counted_and_never_labelled() {
 }
 
 #[test]
-fn cascade_asks_the_llm_only_where_the_rules_are_unsure() {
+fn cascade_asks_the_llm_only_where_the_cues_abstain() {
     let dir = scratch("collect-cascade");
     let parquet = import_sample(&dir, Some(30));
     let fake = FakeOpenAi::start(Behaviour {
@@ -190,16 +190,16 @@ fn cascade_asks_the_llm_only_where_the_rules_are_unsure() {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let classify = &stats(&out)["steps"]["classify"];
-    let saved = n(&classify["details"]["calls_saved_by_rules"]);
+    let saved = n(&classify["details"]["calls_saved_by_cues"]);
     let calls = n(&classify["api"]["calls"]) + n(&classify["api"]["deduplicated"]);
     assert!(saved > 0 && calls > 0);
     assert_eq!(saved + calls, n(&classify["rows_in"]));
     let turns = read_jsonl(&out.join("classified.jsonl"));
-    let by_rules = turns
-        .iter()
-        .filter(|t| t["label_source"] == "rules")
-        .count() as u64;
-    assert_eq!(by_rules, saved);
+    let by_cues = turns.iter().filter(|t| t["label_source"] == "cues").count() as u64;
+    assert_eq!(by_cues, saved);
+    // The cues decide only where they are confident: nothing they wrote is an abstention, and every
+    // LLM label is on a turn the cues abstained on.
+    assert!(turns.iter().all(|t| t["abstained"].is_null()));
 }
 
 #[test]

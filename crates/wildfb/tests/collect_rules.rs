@@ -12,7 +12,16 @@ use support::{import_sample, read_jsonl, s, scratch, stats, wildfb};
 use wildreward_types::{build_text, EmptyHistory, WildFbRecord};
 
 fn collect(input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["collect", "--input", s(input), "--out", s(out), "--quiet"];
+    let mut args = vec![
+        "collect",
+        "--input",
+        s(input),
+        "--out",
+        s(out),
+        "--quiet",
+        "--annotator",
+        "rules",
+    ];
     args.extend(extra);
     wildfb(&args)
 }

@@ -1,5 +1,6 @@
 //! Step `classify`: every instance's user reaction read into one of the five raw categories, by the
-//! offline rules, the LLM, or both (`cascade`: the rules where they are confident, the LLM for the rest).
+//! offline rules (`rules`), the cue rules (`cues`, which abstain where the evidence is weak), the LLM, or
+//! both (`cascade`: the cues where they decide, the LLM for their abstentions).
 //! An LLM answer without a valid `[[1..5]]`, or a call that failed, drops the instance (counted); it is
 //! never turned into a label.
 
@@ -21,8 +22,52 @@ fn labelled(instance: Instance, label: FeedbackCategory, source: LabelSource) ->
         instance,
         label,
         label_source: source,
+        rule: None,
+        abstained: false,
         hindsight: None,
         refusal: None,
+    }
+}
+
+/// What an offline annotator says of one turn.
+struct OfflineLabel {
+    label: FeedbackCategory,
+    source: LabelSource,
+    rule: Option<String>,
+    abstained: bool,
+}
+
+impl OfflineLabel {
+    /// `rules` keeps each rule's category (weak or not); `cues` keeps only its decisions and writes an
+    /// abstention as neutral, marked.
+    fn of(env: &StepEnv<'_>, instance: &Instance) -> Self {
+        let feedback = &instance.user_feedback.content;
+        let (verdict, source) = match env.annotator {
+            Annotator::Rules => (env.rules.classify(feedback), LabelSource::Rules),
+            _ => (
+                env.cues.classify_turn(feedback, Some(instance.response())),
+                LabelSource::Cues,
+            ),
+        };
+        let abstained = source == LabelSource::Cues && !verdict.confident;
+        Self {
+            label: if abstained {
+                FeedbackCategory::NeutralAmbiguity
+            } else {
+                verdict.category
+            },
+            source,
+            rule: verdict.rule.map(str::to_string),
+            abstained,
+        }
+    }
+
+    fn into_turn(self, instance: Instance) -> LabelledTurn {
+        LabelledTurn {
+            rule: self.rule,
+            abstained: self.abstained,
+            ..labelled(instance, self.label, self.source)
+        }
     }
 }
 
@@ -42,22 +87,27 @@ pub fn run(
     let mut writer = AtomicWriter::create(output)?;
     let reader = JsonlReader::<Instance>::open(input)?;
     let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
-    if env.annotator == Annotator::Rules {
+    if !env.annotator.uses_llm() {
+        let mut abstained = 0u64;
         for instance in reader {
             let instance = instance?;
+            let turn = OfflineLabel::of(env, &instance).into_turn(instance);
             stats.rows_in += 1;
-            let verdict = env.rules.classify(&instance.user_feedback.content);
             *by_rule
-                .entry(verdict.rule.unwrap_or("none (neutral)").to_string())
+                .entry(turn.rule.as_deref().unwrap_or("none (neutral)").to_string())
                 .or_default() += 1;
-            stats.label(verdict.category.value());
-            writer.write_json(&labelled(instance, verdict.category, LabelSource::Rules))?;
+            abstained += u64::from(turn.abstained);
+            stats.label(turn.label.value());
+            writer.write_json(&turn)?;
             progress.inc(1);
         }
         stats.detail(
             "rules_matched",
             serde_json::to_value(&by_rule).unwrap_or_default(),
         );
+        if env.annotator == Annotator::Cues {
+            stats.detail("abstained", abstained);
+        }
     } else {
         let llm = env.llm()?;
         let cascade = env.annotator == Annotator::Cascade;
@@ -66,27 +116,31 @@ pub fn run(
         let mut unparseable = 0u64;
         let jobs = reader.map(|instance| {
             instance.map(|instance| {
-                let verdict = cascade.then(|| env.rules.classify(&instance.user_feedback.content));
-                match verdict {
-                    Some(v) if v.confident => {
+                let decided = if cascade {
+                    Some(OfflineLabel::of(env, &instance)).filter(|l| !l.abstained)
+                } else {
+                    None
+                };
+                match decided {
+                    Some(turn) => {
                         calls_saved += 1;
                         Job {
-                            item: (instance, Some(v.category)),
+                            item: (instance, Some(turn)),
                             prompt: None,
                         }
                     }
-                    _ => Job {
+                    None => Job {
                         prompt: Some(env.prompts.feedback(&instance)),
                         item: (instance, None),
                     },
                 }
             })
         });
-        let sink = |(instance, by_rules): (Instance, Option<FeedbackCategory>),
+        let sink = |(instance, by_cues): (Instance, Option<OfflineLabel>),
                     outcome: Option<Outcome>| {
             stats.rows_in += 1;
-            let turn = match (by_rules, outcome) {
-                (Some(label), None) => labelled(instance, label, LabelSource::Rules),
+            let turn = match (by_cues, outcome) {
+                (Some(decided), None) => decided.into_turn(instance),
                 (_, Some(Outcome::Answer(text))) => match parse_category(&text) {
                     Some(label) => labelled(instance, label, LabelSource::Llm),
                     None => {
@@ -126,7 +180,7 @@ pub fn run(
         api.unparseable = unparseable;
         stats.api = Some(api);
         if cascade {
-            stats.detail("calls_saved_by_rules", calls_saved);
+            stats.detail("calls_saved_by_cues", calls_saved);
         }
         stats.detail(
             "labelled_by",

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 const COLLECT_TOML: &str = include_str!("../../../../configs/wildfb/collect.toml");
 const RULES_TOML: &str = include_str!("../../../../configs/wildfb/rules.toml");
+const CUES_TOML: &str = include_str!("../../../../configs/wildfb/cues.toml");
 const FILTERS_TOML: &str = include_str!("../../../../configs/wildfb/filters.toml");
 const FEEDBACK_PROMPT: &str = include_str!("../../../../configs/wildfb/prompts/feedback.txt");
 const REFUSAL_PROMPT: &str = include_str!("../../../../configs/wildfb/prompts/refusal.txt");
@@ -97,6 +98,9 @@ pub struct SplitConfig {
 #[serde(deny_unknown_fields)]
 struct CollectFile {
     rules: String,
+    /// Absent in settings files written before the `cues` annotator: the embedded copy is used.
+    #[serde(default)]
+    cues: Option<String>,
     filters: String,
     preprocess: PreprocessConfig,
     annotator: AnnotatorConfig,
@@ -146,6 +150,8 @@ pub struct CollectConfig {
     pub split: SplitConfig,
     /// The rules file (feedback rules, refusal heuristic).
     pub rules: ConfigText,
+    /// The `cues` annotator's rules file (same format; decides or abstains).
+    pub cues: ConfigText,
     /// The filters file.
     pub filters: ConfigText,
     /// The classification prompt.
@@ -167,6 +173,7 @@ impl CollectConfig {
             refusal: file.refusal,
             split: file.split,
             rules: ConfigText::embedded("rules.toml", RULES_TOML),
+            cues: ConfigText::embedded("cues.toml", CUES_TOML),
             filters: ConfigText::embedded("filters.toml", FILTERS_TOML),
             feedback_prompt: ConfigText::embedded("prompts/feedback.txt", FEEDBACK_PROMPT),
             refusal_prompt: ConfigText::embedded("prompts/refusal.txt", REFUSAL_PROMPT),
@@ -181,6 +188,10 @@ impl CollectConfig {
         Ok(Self {
             source: path.to_path_buf(),
             rules: ConfigText::read(base, &file.rules)?,
+            cues: match &file.cues {
+                Some(name) => ConfigText::read(base, name)?,
+                None => ConfigText::embedded("cues.toml", CUES_TOML),
+            },
             filters: ConfigText::read(base, &file.filters)?,
             feedback_prompt: ConfigText::read(base, &file.annotator.feedback_prompt)?,
             refusal_prompt: ConfigText::read(base, &file.annotator.refusal_prompt)?,
@@ -253,6 +264,7 @@ mod tests {
         assert_eq!(loaded.annotator, embedded.annotator);
         assert_eq!(loaded.split, embedded.split);
         assert_eq!(loaded.rules.text, embedded.rules.text);
+        assert_eq!(loaded.cues.text, embedded.cues.text);
         assert_eq!(loaded.feedback_prompt.text, embedded.feedback_prompt.text);
         embedded.validate().unwrap();
         assert_eq!(embedded.hindsight.similarity_threshold, 0.5);

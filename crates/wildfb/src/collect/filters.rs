@@ -120,6 +120,8 @@ mod tests {
             },
             label,
             label_source: LabelSource::Rules,
+            rule: None,
+            abstained: false,
             hindsight: None,
             refusal: None,
         }

@@ -24,16 +24,37 @@ const CHUNK_TURNS: usize = 2048;
 /// Embeddings kept for reuse across rounds (short reactions such as "thanks" recur constantly).
 const CACHE_LIMIT: usize = 200_000;
 
-/// What a round needs from the embedder: texts not yet cached get embedded, in one batched call.
+/// Sentence embeddings by text, bounded: when a round would push it past its limit, every entry the
+/// round does not need is evicted first, so a text counted as a hit is still there when the round
+/// reads it (clearing everything would turn those hits into "blocked by topic").
 struct EmbeddingCache {
     vectors: HashMap<String, Vec<f32>>,
+    limit: usize,
     computed: u64,
     hits: u64,
+    evictions: u64,
     seconds: f64,
 }
 
 impl EmbeddingCache {
-    fn ensure(&mut self, embedder: &SentenceEmbedder, texts: &[&str]) -> Result<()> {
+    fn new(limit: usize) -> Self {
+        Self {
+            vectors: HashMap::new(),
+            limit,
+            computed: 0,
+            hits: 0,
+            evictions: 0,
+            seconds: 0.0,
+        }
+    }
+
+    /// Makes sure every text of `texts` has an embedding, computing the missing ones with `embed`
+    /// in one call.
+    fn ensure(
+        &mut self,
+        texts: &[&str],
+        embed: impl FnOnce(&[&str]) -> Result<Vec<Vec<f32>>>,
+    ) -> Result<()> {
         let mut missing: Vec<&str> = Vec::new();
         let mut queued: HashSet<&str> = HashSet::new();
         for t in texts {
@@ -46,11 +67,15 @@ impl EmbeddingCache {
         if missing.is_empty() {
             return Ok(());
         }
-        if self.vectors.len() + missing.len() > CACHE_LIMIT {
-            self.vectors.clear();
+        if self.vectors.len() + missing.len() > self.limit {
+            let needed: HashSet<&str> = texts.iter().copied().collect();
+            let before = self.vectors.len();
+            self.vectors
+                .retain(|text, _| needed.contains(text.as_str()));
+            self.evictions += (before - self.vectors.len()) as u64;
         }
         let start = Instant::now();
-        let vectors = embedder.embed(&missing)?;
+        let vectors = embed(&missing)?;
         self.seconds += start.elapsed().as_secs_f64();
         self.computed += missing.len() as u64;
         for (t, v) in missing.into_iter().zip(vectors) {
@@ -142,12 +167,7 @@ pub fn run(
 ) -> Result<StepStats> {
     let mut stats = StepStats::default();
     let mut writer = AtomicWriter::create(output)?;
-    let mut cache = EmbeddingCache {
-        vectors: HashMap::new(),
-        computed: 0,
-        hits: 0,
-        seconds: 0.0,
-    };
+    let mut cache = EmbeddingCache::new(CACHE_LIMIT);
     let mut n = Counters {
         neutral: 0,
         candidates: 0,
@@ -173,7 +193,7 @@ pub fn run(
                 );
             }
         }
-        cache.ensure(embedder, &texts)?;
+        cache.ensure(&texts, |missing| embedder.embed(missing))?;
         for mut g in groups.drain(..) {
             mine(&mut g, cfg, cache, n);
             for t in &g {
@@ -212,6 +232,48 @@ pub fn run(
     stats.detail("negative_followups_not_relabelled", n.negative_followups);
     stats.detail("embeddings_computed", cache.computed);
     stats.detail("embedding_cache_hits", cache.hits);
+    stats.detail("embedding_cache_evictions", cache.evictions);
     stats.detail("embedding_seconds", cache.seconds);
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A deterministic stand-in embedding: the text's length and first byte, normalised.
+    fn embed(texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let v = [t.len() as f32, f32::from(t.bytes().next().unwrap_or(0))];
+                let norm = (v[0] * v[0] + v[1] * v[1]).sqrt();
+                vec![v[0] / norm, v[1] / norm]
+            })
+            .collect())
+    }
+
+    #[test]
+    fn crossing_the_limit_keeps_what_the_round_needs() {
+        let mut cache = EmbeddingCache::new(4);
+        cache.ensure(&["thanks", "a", "bb"], embed).unwrap();
+        assert_eq!(cache.computed, 3);
+        // Round two: "thanks" is a hit, two texts are new; 3 + 2 > 4, so something must go — but
+        // not "thanks", which this round reads.
+        let round = ["thanks", "ccc", "dddd"];
+        cache.ensure(&round, embed).unwrap();
+        assert_eq!((cache.computed, cache.hits), (5, 1));
+        for a in round {
+            for b in round {
+                assert!(cache.similarity(a, b).is_some(), "{a} / {b} lost");
+            }
+        }
+        assert_eq!(cache.evictions, 2);
+        assert!(cache.similarity("a", "bb").is_none());
+        // A round larger than the limit is kept whole (the limit bounds reuse, not correctness).
+        let big = ["e1", "e22", "e333", "e4444", "e55555", "thanks"];
+        cache.ensure(&big, embed).unwrap();
+        assert!(big.iter().all(|t| cache.similarity(t, "thanks").is_some()));
+    }
 }

@@ -61,11 +61,13 @@ use std::time::{Duration, Instant};
 /// Who classifies the users' reactions (and adjudicates refusals).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Annotator {
-    /// The offline rules only.
+    /// The original offline rules only (`rules.toml`).
     Rules,
+    /// The `cues` rules only (`cues.toml`): abstentions are written as neutral and marked.
+    Cues,
     /// The LLM only.
     Openai,
-    /// The rules where they are confident, the LLM for the rest (and for refusals).
+    /// The `cues` rules where they decide, the LLM for their abstentions (and for refusals).
     Cascade,
 }
 
@@ -74,9 +76,15 @@ impl Annotator {
     pub fn name(self) -> &'static str {
         match self {
             Annotator::Rules => "rules",
+            Annotator::Cues => "cues",
             Annotator::Openai => "openai",
             Annotator::Cascade => "cascade",
         }
+    }
+
+    /// Whether this annotator calls the LLM (and so needs an endpoint and a journal).
+    pub fn uses_llm(self) -> bool {
+        matches!(self, Annotator::Openai | Annotator::Cascade)
     }
 }
 
@@ -175,6 +183,8 @@ pub struct StepEnv<'a> {
     pub annotator: Annotator,
     /// The offline rules (also the refusal candidates' keywords).
     pub rules: &'a Rules,
+    /// The `cues` annotator's rules (`cues` and `cascade`).
+    pub cues: &'a Rules,
     /// The prompts.
     pub prompts: &'a Prompts,
     /// The output directory.
@@ -227,7 +237,7 @@ fn file_identity(files: &[PathBuf]) -> Result<String> {
 /// The fingerprint of each step: its settings chained with the previous step's fingerprint.
 fn fingerprints(opts: &CollectOptions, files: &[PathBuf]) -> Result<Vec<String>> {
     let c = &opts.config;
-    let llm = opts.annotator != Annotator::Rules;
+    let llm = opts.annotator.uses_llm();
     let a = &c.annotator;
     let pre = fingerprint([
         file_identity(files)?.as_str(),
@@ -246,6 +256,11 @@ fn fingerprints(opts: &CollectOptions, files: &[PathBuf]) -> Result<Vec<String>>
         pre.as_str(),
         opts.annotator.name(),
         &c.rules.text,
+        if opts.annotator == Annotator::Rules {
+            ""
+        } else {
+            &c.cues.text
+        },
         &llm_part(&c.feedback_prompt.text, a.feedback_max_tokens),
     ]);
     let hind = fingerprint([
@@ -263,7 +278,11 @@ fn fingerprints(opts: &CollectOptions, files: &[PathBuf]) -> Result<Vec<String>>
 }
 
 fn llm_runtime(opts: &CollectOptions) -> Result<LlmRuntime> {
-    let a = &opts.config.annotator;
+    llm_runtime_of(&opts.config)
+}
+
+fn llm_runtime_of(config: &CollectConfig) -> Result<LlmRuntime> {
+    let a = &config.annotator;
     let api_key = std::env::var(&a.api_key_env).ok().filter(|k| !k.is_empty());
     let settings = LlmSettings {
         api_base: a.api_base.clone(),
@@ -306,7 +325,7 @@ fn settings_of(opts: &CollectOptions) -> std::collections::BTreeMap<String, serd
     put("seed", c.split.seed.into());
     put("test_count", c.split.test_count.into());
     put("embedder", opts.embedder_dir.display().to_string().into());
-    if opts.annotator != Annotator::Rules {
+    if opts.annotator.uses_llm() {
         put("api_base", c.annotator.api_base.clone().into());
         put("model", c.annotator.model.clone().into());
         put("concurrency", c.annotator.concurrency.into());
@@ -321,6 +340,7 @@ pub fn run(opts: &CollectOptions) -> Result<RunStats> {
     let files = preprocess::input_files(&opts.input)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let rules = Rules::from_config(&cfg.rules)?;
+    let cues = Rules::from_config(&cfg.cues)?;
     let filters = Filters::from_config(&cfg.filters)?;
     let prompts = Prompts::new(&cfg.feedback_prompt, &cfg.refusal_prompt)?;
     let stats_path = opts.out.join("stats.json");
@@ -328,14 +348,16 @@ pub fn run(opts: &CollectOptions) -> Result<RunStats> {
     run_stats.inputs = files.iter().map(|f| f.display().to_string()).collect();
     run_stats.settings = settings_of(opts);
     let fps = fingerprints(opts, &files)?;
-    let llm = match opts.annotator {
-        Annotator::Rules => None,
-        _ => Some(llm_runtime(opts)?),
+    let llm = if opts.annotator.uses_llm() {
+        Some(llm_runtime(opts)?)
+    } else {
+        None
     };
     let env = StepEnv {
         config: cfg,
         annotator: opts.annotator,
         rules: &rules,
+        cues: &cues,
         prompts: &prompts,
         out: &opts.out,
         llm,
@@ -432,4 +454,105 @@ pub fn run(opts: &CollectOptions) -> Result<RunStats> {
         io::write_json_atomic(&stats_path, &run_stats)?;
     }
     Ok(run_stats)
+}
+
+/// Everything one `wildfb classify` needs: label a file of turns with one annotator, without the rest of
+/// the pipeline (to measure an annotator with `wildfb agree`, or to label a sample).
+#[derive(Debug, Clone)]
+pub struct ClassifyOptions {
+    /// JSONL of instances (`instances.jsonl`) or of items `{id, query, response, feedback}` (the dev
+    /// set's `items.jsonl`; `history` optional).
+    pub input: PathBuf,
+    /// Output directory: `instances.jsonl`, `classified.jsonl`, `stats.json`, the LLM journal.
+    pub out: PathBuf,
+    /// Who annotates.
+    pub annotator: Annotator,
+    /// Settings (rules, prompts, the LLM endpoint).
+    pub config: CollectConfig,
+    /// Hide progress bars.
+    pub quiet: bool,
+}
+
+/// A labelling sheet's item (the dev set's `items.jsonl`).
+#[derive(serde::Deserialize)]
+struct SheetItem {
+    id: String,
+    query: String,
+    response: String,
+    feedback: String,
+    #[serde(default)]
+    history: Vec<wildreward_types::Message>,
+}
+
+/// One line of a `wildfb classify` input: an instance if it has `messages`, else a sheet item.
+fn turn_of_line(value: serde_json::Value) -> serde_json::Result<wildreward_types::Instance> {
+    use wildreward_types::{Instance, Message, Role};
+    if value.get("messages").is_some() {
+        return serde_json::from_value(value);
+    }
+    let item: SheetItem = serde_json::from_value(value)?;
+    Ok(Instance {
+        turn: wildreward_types::record::parse_instance_id(&item.id).map_or(0, |(_, t)| t),
+        id: item.id,
+        model: String::new(),
+        history: item.history,
+        messages: [
+            Message::new(Role::User, item.query),
+            Message::new(Role::Assistant, item.response),
+        ],
+        user_feedback: Message::new(Role::User, item.feedback),
+        language: String::new(),
+    })
+}
+
+/// Runs the classify step alone on `opts.input`; returns its statistics (also in `stats.json`).
+pub fn classify_only(opts: &ClassifyOptions) -> Result<StepStats> {
+    let cfg = &opts.config;
+    cfg.validate()?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let instances = opts.out.join("instances.jsonl");
+    let mut writer = io::AtomicWriter::create(&instances)?;
+    let file = std::fs::File::open(&opts.input).map_err(|e| Error::io(&opts.input, e))?;
+    for (i, line) in std::io::BufRead::lines(std::io::BufReader::new(file)).enumerate() {
+        let line = line.map_err(|e| Error::io(&opts.input, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |e: serde_json::Error| Error::Json {
+            path: opts.input.clone(),
+            line: i + 1,
+            column: e.column(),
+            message: format!(
+                "{e} (expected an instance with `messages`, or {{id, query, response, feedback}})"
+            ),
+        };
+        let value: serde_json::Value = serde_json::from_str(&line).map_err(bad)?;
+        writer.write_json(&turn_of_line(value).map_err(bad)?)?;
+    }
+    let total = writer.commit()?;
+    let rules = Rules::from_config(&cfg.rules)?;
+    let cues = Rules::from_config(&cfg.cues)?;
+    let prompts = Prompts::new(&cfg.feedback_prompt, &cfg.refusal_prompt)?;
+    let llm = if opts.annotator.uses_llm() {
+        Some(llm_runtime_of(cfg)?)
+    } else {
+        None
+    };
+    let env = StepEnv {
+        config: cfg,
+        annotator: opts.annotator,
+        rules: &rules,
+        cues: &cues,
+        prompts: &prompts,
+        out: &opts.out,
+        llm,
+    };
+    let bar = progress_bar(opts.quiet, "classify", Some(total));
+    let start = Instant::now();
+    let mut stats = classify::run(&env, &instances, &opts.out.join("classified.jsonl"), &bar)?;
+    bar.finish_and_clear();
+    stats.seconds = start.elapsed().as_secs_f64();
+    stats.detail("annotator", opts.annotator.name());
+    io::write_json_atomic(&opts.out.join("stats.json"), &stats)?;
+    Ok(stats)
 }

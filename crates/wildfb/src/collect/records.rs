@@ -9,8 +9,10 @@ use wildreward_types::{FeedbackCategory, Instance};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LabelSource {
-    /// The offline rules.
+    /// The offline rules (`rules.toml`).
     Rules,
+    /// The `cues` annotator (`cues.toml`), a decision or an abstention.
+    Cues,
     /// The LLM annotator.
     Llm,
 }
@@ -47,6 +49,13 @@ pub struct LabelledTurn {
     pub label: FeedbackCategory,
     /// Who classified the user's reaction.
     pub label_source: LabelSource,
+    /// The offline rule that decided (absent for LLM labels and the neutral default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The `cues` annotator abstained: the label is the neutral default, not a reading of the reaction.
+    /// `wildfb agree` counts these as abstentions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abstained: bool,
     /// Set when hindsight mining relabelled this turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hindsight: Option<HindsightRelabel>,

@@ -12,7 +12,7 @@ use super::llm::{run_jobs, Job, Outcome};
 use super::prompt::first_bracketed_digit;
 use super::records::{LabelSource, LabelledTurn, RefusalVerdict};
 use super::stats::StepStats;
-use super::{Annotator, StepEnv};
+use super::StepEnv;
 use crate::error::Result;
 use indicatif::ProgressBar;
 use std::path::Path;
@@ -64,7 +64,7 @@ pub fn run(
         stats.label(turn.label.value());
         writer.write_json(&turn)
     };
-    if env.annotator == Annotator::Rules {
+    if !env.annotator.uses_llm() {
         for turn in reader {
             let mut turn = turn?;
             stats.rows_in += 1;
