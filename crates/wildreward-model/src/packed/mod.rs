@@ -27,6 +27,7 @@ use rayon::prelude::*;
 
 mod attention;
 pub mod decode;
+pub mod dense;
 pub(crate) mod matmul;
 mod prefix;
 #[cfg(target_arch = "x86_64")]
