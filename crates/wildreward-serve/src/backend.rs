@@ -81,8 +81,9 @@ pub trait Backend: Send + 'static {
     }
     /// Scores rows (one padded forward pass when they fit the limits); results in row order.
     fn forward(&mut self, rows: &[Vec<u32>]) -> Result<Vec<Scored>, String>;
-    /// One forward pass at full batch size, run before the worker reports ready.
-    fn warmup(&mut self) -> Result<(), String>;
+    /// One forward pass at full batch size, run before the worker reports ready; returns the
+    /// tokens it ran (the queue times it to start its seconds-per-token estimate).
+    fn warmup(&mut self) -> Result<usize, String>;
     /// A one-token forward pass: does the model still run?
     fn health(&mut self) -> Result<(), String> {
         self.forward(&[vec![0]]).map(|_| ())
@@ -154,7 +155,7 @@ impl Backend for CandleBackend {
         self.scorer.score_ids(rows).map_err(|e| e.to_string())
     }
 
-    fn warmup(&mut self) -> Result<(), String> {
+    fn warmup(&mut self) -> Result<usize, String> {
         let (max_tokens, max_rows) = self.batch_limits();
         let max_length = self.info().max_length;
         // A GPU is warmed at the full token budget, so an out-of-memory shows now rather than on a
@@ -164,7 +165,9 @@ impl Backend for CandleBackend {
             DeviceSpec::Cuda(_) => (max_tokens / max_rows).clamp(1, max_length),
             DeviceSpec::Cpu => (max_tokens / max_rows).clamp(1, max_length.min(16)),
         };
-        let rows = vec![vec![0u32; row_len]; max_rows];
-        self.forward(&rows).map(|_| ())
+        // Rows that differ from their first token: the CPU forward runs a prefix the rows share
+        // once, and identical rows would time as one (the backlog calibrates on this pass).
+        let rows: Vec<Vec<u32>> = (0..max_rows).map(|r| vec![r as u32 + 1; row_len]).collect();
+        self.forward(&rows).map(|_| row_len * max_rows)
     }
 }

@@ -120,6 +120,8 @@ pub struct WorkerMetrics {
     pub in_flight: IntGauge,
     /// Texts dropped from the queue because their client went away.
     pub dropped: IntCounter,
+    /// Requests refused (429) because their expected wait passed `--max-queue-seconds`.
+    pub refused_for_work: IntCounter,
 }
 
 impl WorkerMetrics {
@@ -131,6 +133,11 @@ impl WorkerMetrics {
             "Texts dropped from the queue because their client went away",
         )?;
         registry.register(Box::new(dropped.clone()))?;
+        let refused_for_work = IntCounter::new(
+            "wildreward_queue_refused_for_work",
+            "Requests refused because their expected wait passed --max-queue-seconds",
+        )?;
+        registry.register(Box::new(refused_for_work.clone()))?;
         Ok(Self {
             tokenization: histogram(
                 &registry,
@@ -179,6 +186,7 @@ impl WorkerMetrics {
                 "Texts admitted and not yet answered",
             )?,
             dropped,
+            refused_for_work,
             http: HttpMetrics::new(registry)?,
         })
     }
