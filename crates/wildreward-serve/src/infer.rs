@@ -2,7 +2,7 @@
 //! text from a bounded pool, 429 when it is empty, so queued work and memory stay bounded),
 //! tokenisation on a small thread pool, then the batching queue; results come back in input order.
 
-use crate::backend::TextTokenizer;
+use crate::backend::{ScoreInput, TextTokenizer};
 use crate::config::HttpLimits;
 use crate::error::ServeError;
 use crate::metrics::WorkerMetrics;
@@ -74,12 +74,13 @@ impl Infer {
         &self.queue
     }
 
-    /// Scores `texts`. `field` and `offset` name texts in errors (`query[12]`): a router sends a
-    /// slice of a client's batch with the slice's offset, so errors point into the client's batch.
+    /// Scores `texts` (ready-made texts, or turns: [`ScoreInput`]). `field` and `offset` name
+    /// texts in errors (`query[12]`): a router sends a slice of a client's batch with the slice's
+    /// offset, so errors point into the client's batch.
     pub async fn score(
         &self,
         field: &str,
-        texts: Vec<String>,
+        texts: Vec<ScoreInput>,
         offset: usize,
     ) -> Result<Scoring, ServeError> {
         let n = texts.len();
@@ -94,7 +95,7 @@ impl Infer {
                 self.limits.max_client_batch
             )));
         }
-        if let Some(i) = texts.iter().position(String::is_empty) {
+        if let Some(i) = texts.iter().position(ScoreInput::is_empty) {
             return Err(ServeError::Validation(format!(
                 "{field}[{}] is empty",
                 i + offset
@@ -160,7 +161,7 @@ impl Infer {
     async fn tokenize(
         &self,
         field: &str,
-        texts: Vec<String>,
+        texts: Vec<ScoreInput>,
         offset: usize,
     ) -> Result<Vec<Vec<u32>>, ServeError> {
         let part = texts.len().div_ceil(self.threads).max(1);
@@ -168,7 +169,7 @@ impl Infer {
         let mut texts = texts.into_iter();
         let mut start = 0;
         loop {
-            let chunk: Vec<String> = texts.by_ref().take(part).collect();
+            let chunk: Vec<ScoreInput> = texts.by_ref().take(part).collect();
             if chunk.is_empty() {
                 break;
             }
@@ -182,7 +183,7 @@ impl Infer {
                     .iter()
                     .enumerate()
                     .map(|(i, text)| {
-                        tokenizer.encode(text).map_err(|e| {
+                        tokenizer.encode_input(text).map_err(|e| {
                             ServeError::Validation(format!("{field}[{}]{e}", first + i))
                         })
                     })

@@ -120,6 +120,8 @@ pub struct WorkerMetrics {
     pub in_flight: IntGauge,
     /// Texts dropped from the queue because their client went away.
     pub dropped: IntCounter,
+    /// 1 when the served head is a seeded random one (`--allow-untrained-head`), else 0.
+    pub head_initialised: IntGauge,
 }
 
 impl WorkerMetrics {
@@ -177,6 +179,11 @@ impl WorkerMetrics {
                 &registry,
                 "wildreward_in_flight",
                 "Texts admitted and not yet answered",
+            )?,
+            head_initialised: int_gauge(
+                &registry,
+                "wildreward_head_initialised",
+                "1 when the served reward head is a seeded random one, not a trained one",
             )?,
             dropped,
             http: HttpMetrics::new(registry)?,

@@ -109,10 +109,15 @@ pub struct ScoringFlags {
     /// Longest text in tokens.
     #[arg(long, default_value_t = 4096)]
     pub max_length: usize,
-    /// Longer texts: `left` keeps their end (the response), `right` their start (the reference),
-    /// `error` refuses them with 422.
-    #[arg(long, default_value = "left")]
+    /// Longer inputs: `middle` cuts them as training does (`/score` items lose history, then the
+    /// query's middle; raw texts keep BOS and the template header, then their end), `left` keeps a
+    /// raw text's end only, `right` its start (the reference), `error` refuses them with 422.
+    #[arg(long, default_value = "middle")]
     pub truncation: String,
+    /// Serve a checkpoint whose reward head is untrained (none, or a random one from `convert`):
+    /// refused without it; with it, a warning and `"head_initialised": true` in /info and metrics.
+    #[arg(long)]
+    pub allow_untrained_head: bool,
     /// How /get_reward reads its queries: raw RM texts, or OpenRLHF prompt+response.
     #[arg(long, default_value = "raw")]
     pub query_format: String,
@@ -218,6 +223,7 @@ fn worker_config(
     cfg.query_format = scoring.query_format.parse()?;
     cfg.empty_history = parse_empty_history(&scoring.empty_history)?;
     cfg.tokenization_workers = scoring.tokenization_workers;
+    cfg.allow_untrained_head = scoring.allow_untrained_head;
     cfg.limits = http.limits(HttpLimits::default());
     cfg.validate()?;
     Ok(cfg)
@@ -347,6 +353,9 @@ fn run_fleet(args: ServeArgs) -> anyhow::Result<()> {
                 if let Some(v) = value {
                     a.extend([flag.to_string(), v.to_string()]);
                 }
+            }
+            if s.allow_untrained_head {
+                a.push("--allow-untrained-head".into());
             }
             a
         }),
