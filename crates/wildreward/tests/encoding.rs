@@ -204,7 +204,7 @@ fn an_over_long_item_has_the_trainers_ids_and_reward_everywhere() {
         .encode_input(&ScoreInput::Turn(item.clone(), EmptyHistory::Training))
         .unwrap();
     assert_eq!(served_ids, train_ids);
-    let want = scorer.score_ids(&[train_ids.clone()]).unwrap()[0].reward;
+    let want = scorer.score_ids(std::slice::from_ref(&train_ids)).unwrap()[0].reward;
 
     // A real worker process: the same reward, over the same number of tokens.
     let w = worker(&[], "encoding-worker.log");
