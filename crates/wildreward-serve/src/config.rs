@@ -126,14 +126,15 @@ impl QueryFormat {
     }
 }
 
-/// Parses `--truncation left|right|error`.
+/// Parses `--truncation middle|left|right|error`.
 pub fn parse_truncation(s: &str) -> Result<Truncation, BadInput> {
     match s {
+        "middle" => Ok(Truncation::Middle),
         "left" => Ok(Truncation::Left),
         "right" => Ok(Truncation::Right),
         "error" => Ok(Truncation::Error),
         _ => Err(BadInput(format!(
-            "--truncation {s:?}: expected left, right or error"
+            "--truncation {s:?}: expected middle, left, right or error"
         ))),
     }
 }
@@ -141,6 +142,7 @@ pub fn parse_truncation(s: &str) -> Result<Truncation, BadInput> {
 /// The flag value of a truncation rule.
 pub fn truncation_name(t: Truncation) -> &'static str {
     match t {
+        Truncation::Middle => "middle",
         Truncation::Left => "left",
         Truncation::Right => "right",
         Truncation::Error => "error",
@@ -247,6 +249,8 @@ pub struct WorkerConfig {
     pub classify_input: ClassifyInput,
     /// What `/classify` and `/pooling` report per text.
     pub classify_output: ClassifyOutput,
+    /// Serve a checkpoint whose head is a seeded random one (refused otherwise).
+    pub allow_untrained_head: bool,
 }
 
 impl WorkerConfig {
@@ -263,6 +267,7 @@ impl WorkerConfig {
             max_queue: device.default_max_queue(),
             classify_input: ClassifyInput::default(),
             classify_output: ClassifyOutput::default(),
+            allow_untrained_head: false,
         }
     }
 
@@ -382,7 +387,8 @@ mod tests {
             "least-in-flight".parse::<Policy>().unwrap(),
             Policy::LeastInFlight
         );
-        assert!(parse_truncation("middle").is_err());
+        assert!(parse_truncation("centre").is_err());
+        assert_eq!(parse_truncation("middle").unwrap(), Truncation::Middle);
         assert_eq!(parse_truncation("error").unwrap(), Truncation::Error);
     }
 

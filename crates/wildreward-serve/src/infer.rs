@@ -5,7 +5,7 @@
 //! bounded) — then the batching queue; results come back in input order, and a non-finite score
 //! is a 500 naming the text, never a `null` in a 200.
 
-use crate::backend::TextTokenizer;
+use crate::backend::{ScoreInput, TextTokenizer};
 use crate::backlog::{Backlog, TooMuchWork};
 use crate::config::HttpLimits;
 use crate::error::ServeError;
@@ -81,12 +81,13 @@ impl Infer {
         &self.queue
     }
 
-    /// Scores `texts`. `field` and `offset` name texts in errors (`query[12]`): a router sends a
-    /// slice of a client's batch with the slice's offset, so errors point into the client's batch.
+    /// Scores `texts` (ready-made texts, or turns: [`ScoreInput`]). `field` and `offset` name
+    /// texts in errors (`query[12]`): a router sends a slice of a client's batch with the slice's
+    /// offset, so errors point into the client's batch.
     pub async fn score(
         &self,
         field: &str,
-        texts: Vec<String>,
+        texts: Vec<ScoreInput>,
         offset: usize,
     ) -> Result<Scoring, ServeError> {
         let n = texts.len();
@@ -101,7 +102,7 @@ impl Infer {
                 self.limits.max_client_batch
             )));
         }
-        if let Some(i) = texts.iter().position(String::is_empty) {
+        if let Some(i) = texts.iter().position(ScoreInput::is_empty) {
             return Err(ServeError::Validation(format!(
                 "{field}[{}] is empty",
                 i + offset
@@ -210,7 +211,7 @@ impl Infer {
     async fn tokenize(
         &self,
         field: &str,
-        texts: Vec<String>,
+        texts: Vec<ScoreInput>,
         offset: usize,
     ) -> Result<Vec<Vec<u32>>, ServeError> {
         let part = texts.len().div_ceil(self.threads).max(1);
@@ -218,7 +219,7 @@ impl Infer {
         let mut texts = texts.into_iter();
         let mut start = 0;
         loop {
-            let chunk: Vec<String> = texts.by_ref().take(part).collect();
+            let chunk: Vec<ScoreInput> = texts.by_ref().take(part).collect();
             if chunk.is_empty() {
                 break;
             }
@@ -232,7 +233,7 @@ impl Infer {
                     .iter()
                     .enumerate()
                     .map(|(i, text)| {
-                        tokenizer.encode(text).map_err(|e| {
+                        tokenizer.encode_input(text).map_err(|e| {
                             ServeError::Validation(format!("{field}[{}]{e}", first + i))
                         })
                     })

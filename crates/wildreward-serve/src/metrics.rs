@@ -122,6 +122,8 @@ pub struct WorkerMetrics {
     pub dropped: IntCounter,
     /// Requests refused (429) because their expected wait passed `--max-queue-seconds`.
     pub refused_for_work: IntCounter,
+    /// 1 when the served head is a seeded random one (`--allow-untrained-head`), else 0.
+    pub head_initialised: IntGauge,
 }
 
 impl WorkerMetrics {
@@ -184,6 +186,11 @@ impl WorkerMetrics {
                 &registry,
                 "wildreward_in_flight",
                 "Texts admitted and not yet answered",
+            )?,
+            head_initialised: int_gauge(
+                &registry,
+                "wildreward_head_initialised",
+                "1 when the served reward head is a seeded random one, not a trained one",
             )?,
             dropped,
             refused_for_work,

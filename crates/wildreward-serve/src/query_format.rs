@@ -2,9 +2,11 @@
 //! reference's client wraps them in the WildReward template itself); in `openrlhf` format each query
 //! is OpenRLHF's decoded prompt + response, chat-template markup and special tokens included, with
 //! the prompt beside it: the response is what follows the prompt, the markup (ChatML, Llama-3,
-//! Qwen) is stripped, and the WildReward template is applied here. `/score` items are templated too.
+//! Qwen) is stripped, and the WildReward template is applied here. `/score` items stay structured
+//! turns, encoded by the training encoder ([`wildreward_model::TurnEncoder`]).
 //! The template itself is `wildreward_types::template`, never re-implemented.
 
+use crate::backend::ScoreInput;
 use crate::config::QueryFormat;
 use crate::error::ServeError;
 use wildreward_types::wire::{GetRewardRequest, ScoreItem};
@@ -47,11 +49,12 @@ pub fn get_reward_texts(
     }
 }
 
-/// The RM texts of `/score` items.
-pub fn score_texts(items: &[ScoreItem], empty: EmptyHistory) -> Vec<String> {
+/// The inputs of `/score` items: structured turns, encoded (and cut when over-long) exactly as
+/// training encodes them.
+pub fn score_inputs(items: Vec<ScoreItem>, empty: EmptyHistory) -> Vec<ScoreInput> {
     items
-        .iter()
-        .map(|it| build_text(&it.history, &it.query, &it.response, empty))
+        .into_iter()
+        .map(|it| ScoreInput::Turn(it, empty))
         .collect()
 }
 

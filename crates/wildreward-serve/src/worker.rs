@@ -3,14 +3,14 @@
 //! thread, then scores `/get_reward` and `/score` through the batching queue. Shutdown drains:
 //! requests already accepted are answered.
 
-use crate::backend::ModelInfo;
+use crate::backend::{ModelInfo, ScoreInput};
 use crate::backlog::Backlog;
 use crate::config::{truncation_name, WorkerConfig};
 use crate::error::ServeError;
 use crate::http::{finish, input_offset, set_time_header, JsonBody};
 use crate::infer::{Infer, Scoring};
 use crate::metrics::WorkerMetrics;
-use crate::query_format::{get_reward_texts, score_texts};
+use crate::query_format::{get_reward_texts, score_inputs};
 use crate::queue::{self, Loader};
 use crate::vllm::{ClassificationResponse, ClassifyRequest, PoolingResponse};
 use axum::extract::State;
@@ -106,6 +106,9 @@ pub async fn serve(
         });
         match ready {
             Ok((info, infer)) => {
+                w.metrics
+                    .head_initialised
+                    .set(i64::from(info.head_initialised));
                 let _ = w.info.set(info);
                 let _ = w.infer.set(infer);
             }
@@ -182,6 +185,7 @@ async fn info(State(w): State<Arc<Worker>>) -> Json<serde_json::Value> {
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "model": w.info.get(),
+        "head_initialised": w.info.get().map(|i| i.head_initialised),
         "query_format": w.cfg.query_format.name(),
         "classify_input": w.cfg.classify_input.name(),
         "classify_output": w.cfg.classify_output.name(),
@@ -223,6 +227,7 @@ async fn get_reward(
     let started = Instant::now();
     let offset = input_offset(&headers);
     let texts = get_reward_texts(req, w.cfg.query_format, w.cfg.empty_history, offset)?;
+    let texts = texts.into_iter().map(ScoreInput::Text).collect();
     let scoring = w.infer()?.score("query", texts, offset).await?;
     let rewards = scoring.scored.iter().map(|s| s.reward).collect();
     Ok(with_timings(
@@ -238,7 +243,7 @@ async fn score(
     JsonBody(req): JsonBody<ScoreRequest>,
 ) -> Result<Response, ServeError> {
     let started = Instant::now();
-    let texts = score_texts(&req.items, w.cfg.empty_history);
+    let texts = score_inputs(req.items, w.cfg.empty_history);
     let scoring = w
         .infer()?
         .score("items", texts, input_offset(&headers))

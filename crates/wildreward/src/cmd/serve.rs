@@ -109,10 +109,15 @@ pub struct ScoringFlags {
     /// Longest text in tokens.
     #[arg(long, default_value_t = 4096)]
     pub max_length: usize,
-    /// Longer texts: `left` keeps their end (the response), `right` their start (the reference),
-    /// `error` refuses them with 422.
-    #[arg(long, default_value = "left")]
+    /// Longer inputs: `middle` cuts them as training does (`/score` items lose history, then the
+    /// query's middle; raw texts keep BOS and the template header, then their end), `left` keeps a
+    /// raw text's end only, `right` its start (the reference), `error` refuses them with 422.
+    #[arg(long, default_value = "middle")]
     pub truncation: String,
+    /// Serve a checkpoint whose reward head is untrained (none, or a random one from `convert`):
+    /// refused without it; with it, a warning and `"head_initialised": true` in /info and metrics.
+    #[arg(long)]
+    pub allow_untrained_head: bool,
     /// How /get_reward reads its queries: raw RM texts, or OpenRLHF prompt+response.
     #[arg(long, default_value = "raw")]
     pub query_format: String,
@@ -238,6 +243,7 @@ fn worker_config(
     cfg.tokenization_workers = scoring.tokenization_workers;
     cfg.classify_input = scoring.classify_input.parse()?;
     cfg.classify_output = scoring.classify_output.parse()?;
+    cfg.allow_untrained_head = scoring.allow_untrained_head;
     cfg.limits = http.limits(HttpLimits::default());
     if let Some(s) = scoring.max_queue_seconds {
         cfg.max_queue = Duration::try_from_secs_f64(s)
@@ -417,6 +423,9 @@ fn run_fleet(args: ServeArgs) -> anyhow::Result<()> {
             }
             for (flag, value) in &limit_flags {
                 a.extend([flag.to_string(), value.clone()]);
+            }
+            if s.allow_untrained_head {
+                a.push("--allow-untrained-head".into());
             }
             a
         }),
