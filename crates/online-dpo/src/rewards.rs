@@ -1,16 +1,23 @@
 //! Rewards for sampled answers from the scoring endpoint, through the project's one scoring client.
 //! An answer whose reward cannot be obtained gets `None` and is counted — never a constant (the
 //! reference turned every failed call into a reward of 2).
+//!
+//! A `/get_reward` URL gets ready-made RM texts (the reference's wire, which any server speaks); a
+//! server root or `/score` URL gets structured items through `POST /score`, which our server
+//! encodes with the training encoder (an over-long prompt loses its middle, not the template's
+//! header and BOS).
 
 use crate::error::{DpoError, Result};
 use std::time::Duration;
-use wildreward_client::{BlockingClient, ClientOptions};
+use wildreward_client::{BlockingClient, ClientError, ClientOptions, ItemError};
 use wildreward_types::template::{build_text, EmptyHistory};
+use wildreward_types::wire::ScoreItem;
 
 /// Scores (prompt, answer) pairs with the WildReward template.
 pub struct RewardSource {
     client: BlockingClient,
     empty: EmptyHistory,
+    structured: bool,
 }
 
 /// Rewards of one batch of answers.
@@ -25,7 +32,8 @@ pub struct Rewards {
 }
 
 impl RewardSource {
-    /// A source talking to `endpoint` (a `/get_reward` URL).
+    /// A source talking to `endpoint`: a `/get_reward` URL (texts), or a server root or `/score`
+    /// URL (structured items).
     pub fn new(
         endpoint: &str,
         chunk_size: usize,
@@ -45,20 +53,43 @@ impl RewardSource {
         };
         let client = BlockingClient::new(endpoint, opts)
             .map_err(|e| DpoError::input(format!("reward endpoint `{endpoint}`: {e}")))?;
-        Ok(Self { client, empty })
+        let structured = !endpoint.trim_end_matches('/').ends_with("/get_reward");
+        Ok(Self {
+            client,
+            empty,
+            structured,
+        })
     }
 
     /// Rewards of `answers[i]` to `prompts[i]` (the clean user message, not the chat markup).
     pub fn score(&self, prompts: &[&str], answers: &[&str]) -> Result<Rewards> {
-        let texts: Vec<String> = prompts
-            .iter()
-            .zip(answers)
-            .map(|(p, a)| build_text(&[], p, a, self.empty))
-            .collect();
-        let results = self
-            .client
-            .get_rewards(&texts, &mut |_| {})
-            .map_err(|e| DpoError::Rewards(format!("reward client: {e}")))?;
+        let client_error = |e: ClientError| DpoError::Rewards(format!("reward client: {e}"));
+        let results: Vec<std::result::Result<f32, ItemError>> = if self.structured {
+            let items: Vec<ScoreItem> = prompts
+                .iter()
+                .zip(answers)
+                .map(|(p, a)| ScoreItem {
+                    query: p.to_string(),
+                    response: a.to_string(),
+                    history: vec![],
+                })
+                .collect();
+            self.client
+                .score_items(&items, &mut |_| {})
+                .map_err(client_error)?
+                .into_iter()
+                .map(|r| r.map(|s| s.reward))
+                .collect()
+        } else {
+            let texts: Vec<String> = prompts
+                .iter()
+                .zip(answers)
+                .map(|(p, a)| build_text(&[], p, a, self.empty))
+                .collect();
+            self.client
+                .get_rewards(&texts, &mut |_| {})
+                .map_err(client_error)?
+        };
         let mut out = Rewards::default();
         for r in results {
             match r {

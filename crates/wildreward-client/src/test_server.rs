@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use wildreward_model::Scorer;
 use wildreward_types::wire::{
-    ErrorBody, GetRewardRequest, GetRewardResponse, ScoreRequest, ScoreResponse,
+    ErrorBody, GetRewardRequest, GetRewardResponse, ScoreItem, ScoreRequest, ScoreResponse,
 };
-use wildreward_types::{build_text, EmptyHistory};
+use wildreward_types::EmptyHistory;
 
 /// What a matching request gets instead of (or before) a normal answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -197,15 +197,31 @@ async fn admit(state: &AppState, headers: &HeaderMap, texts: &[&str]) -> Result<
     }
 }
 
-/// Scores texts with the real scorer off the async threads: rewards and level probabilities.
+/// What the test server scores: ready-made texts (`/get_reward`) or turns (`/score`, encoded by
+/// the training encoder as the real server does).
+enum Inputs {
+    Texts(Vec<String>),
+    Turns(Vec<ScoreItem>),
+}
+
+/// Scores inputs with the real scorer off the async threads: rewards and level probabilities.
 async fn run_scorer(
     state: &Arc<AppState>,
-    texts: Vec<String>,
+    inputs: Inputs,
 ) -> Result<(Vec<f32>, Vec<Vec<f32>>), Response> {
     let state = Arc::clone(state);
-    let joined = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        state.scorer.score(&refs)
+    let joined = tokio::task::spawn_blocking(move || match &inputs {
+        Inputs::Texts(texts) => {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            state.scorer.score(&refs)
+        }
+        Inputs::Turns(items) => {
+            let turns: Vec<_> = items
+                .iter()
+                .map(|i| (i.history.as_slice(), i.query.as_str(), i.response.as_str()))
+                .collect();
+            state.scorer.score_turns(&turns, EmptyHistory::Training)
+        }
     })
     .await;
     match joined {
@@ -233,7 +249,7 @@ async fn get_reward(
         Ok(short) => short,
         Err(r) => return r,
     };
-    match run_scorer(&state, req.query.clone()).await {
+    match run_scorer(&state, Inputs::Texts(req.query.clone())).await {
         Ok((mut rewards, _)) => {
             if short {
                 rewards.pop();
@@ -258,12 +274,7 @@ async fn score(
         Ok(short) => short,
         Err(r) => return r,
     };
-    let rm_texts = req
-        .items
-        .iter()
-        .map(|i| build_text(&i.history, &i.query, &i.response, EmptyHistory::Training))
-        .collect();
-    match run_scorer(&state, rm_texts).await {
+    match run_scorer(&state, Inputs::Turns(req.items.clone())).await {
         Ok((mut rewards, mut probs)) => {
             if short {
                 rewards.pop();

@@ -2,7 +2,8 @@
 //! directory, one line `{"h": text hash, "reward", "probs"}` per scored text. A second report over the
 //! same model scores nothing it has seen; a run killed half-way keeps what it scored. The model's
 //! identity is its canonical path and the size and modification time of each of its files, so a
-//! retrained checkpoint in the same place gets a fresh cache.
+//! retrained checkpoint in the same place gets a fresh cache. Version 2: candidates are encoded by
+//! the training encoder (v1 scores kept a long text's last tokens), so v1 files are not read.
 
 use crate::scoring::Score;
 use serde::{Deserialize, Serialize};
@@ -68,7 +69,7 @@ pub fn model_key(path: &Path, max_length: usize) -> std::io::Result<String> {
     };
     files.sort();
     let mut identity = format!(
-        "wildreward-eval-cache v1\n{}\n{max_length}\n",
+        "wildreward-eval-cache v2\n{}\n{max_length}\n",
         canonical.display()
     );
     for f in files {

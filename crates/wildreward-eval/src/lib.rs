@@ -40,8 +40,10 @@ pub struct EvalOptions {
     pub out: PathBuf,
     /// Evaluate at most this many units, spread evenly over the data.
     pub limit: Option<usize>,
-    /// Longest scored text in tokens (local models; longer texts keep their end).
+    /// Longest scored input in tokens (local models; longer ones are cut as training cuts them).
     pub max_length: usize,
+    /// Score a local model whose head is untrained (refused otherwise).
+    pub allow_untrained_head: bool,
     /// Score cache directory (`None`: no cache).
     pub cache_dir: Option<PathBuf>,
     /// How an endpoint is called (chunks, concurrency, retries, bearer token).
@@ -71,6 +73,7 @@ pub fn run(opts: &EvalOptions) -> anyhow::Result<Report> {
         opts.max_length,
         opts.cache_dir.as_deref(),
         &opts.client,
+        opts.allow_untrained_head,
     )?;
     let (scores, stats) = source.score(&dataset.candidates)?;
     let base = Report {

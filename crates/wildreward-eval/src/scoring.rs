@@ -66,6 +66,8 @@ pub struct ScoreSource {
     pub description: String,
     /// Notes for the report (e.g. a seeded random head).
     pub notes: Vec<String>,
+    /// Score with a seeded random head (refused otherwise).
+    allow_untrained_head: bool,
 }
 
 /// Texts scored per call to the local scorer: big enough for its length-sorted batching, small
@@ -75,12 +77,14 @@ const LOCAL_CHUNK: usize = 64;
 impl ScoreSource {
     /// Loads the model (or connects the client) and opens the cache (local models only: an
     /// endpoint's model can change behind the same URL, so its scores are not cached).
-    /// `client` sets chunking, concurrency, retries and the bearer token of an endpoint.
+    /// `client` sets chunking, concurrency, retries and the bearer token of an endpoint. A local
+    /// model without a trained head is refused unless `allow_untrained_head`.
     pub fn open(
         spec: &ScorerSpec,
         max_length: usize,
         cache_dir: Option<&Path>,
         client: &ClientOptions,
+        allow_untrained_head: bool,
     ) -> anyhow::Result<Self> {
         match spec {
             ScorerSpec::Model(path) => {
@@ -98,9 +102,10 @@ impl ScoreSource {
                     cache,
                     description: path.display().to_string(),
                     notes: Vec::new(),
+                    allow_untrained_head,
                 };
                 match known {
-                    Some(initialised) => source.note_head(initialised),
+                    Some(initialised) => source.note_head(initialised)?,
                     None => {
                         source.local_scorer()?;
                     }
@@ -129,22 +134,32 @@ impl ScoreSource {
                     cache: None,
                     description: url.clone(),
                     notes,
+                    allow_untrained_head,
                 })
             }
         }
     }
 
-    /// Records (once) that the local model's head is a seeded random one.
-    fn note_head(&mut self, initialised: bool) {
+    /// Refuses a local model whose head is a seeded random one unless allowed; then records (once)
+    /// that it is.
+    fn note_head(&mut self, initialised: bool) -> Result<(), BadInput> {
+        if initialised && !self.allow_untrained_head {
+            return Err(BadInput(format!(
+                "{} has no trained reward head (none in the checkpoint, or one `convert` made at \
+                 random): its scores would be noise. Train one, or pass --allow-untrained-head",
+                self.description
+            )));
+        }
         let note = format!(
             "{} has no reward head: scored with a seeded random head (seed 0); these numbers \
              describe an untrained head",
             self.description
         );
         if initialised && !self.notes.contains(&note) {
-            eprintln!("wildreward eval: {note}");
+            eprintln!("wildreward eval: WARNING: {note}");
             self.notes.push(note);
         }
+        Ok(())
     }
 
     /// The local scorer, loading the model on first use (and recording in the cache whether its
@@ -171,7 +186,7 @@ impl ScoreSource {
             if let Some(cache) = self.cache.as_mut() {
                 cache.set_head_initialised(initialised)?;
             }
-            self.note_head(initialised);
+            self.note_head(initialised)?;
         }
         match &self.backend {
             Backend::Local {
@@ -221,8 +236,18 @@ impl ScoreSource {
             Backend::Local { scorer, .. } => {
                 for chunk in todo.chunks(LOCAL_CHUNK) {
                     let Some(scorer) = scorer else { break };
-                    let refs: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
-                    for (&i, s) in chunk.iter().zip(scorer.score(&refs)?) {
+                    // Turns, not texts: encoded (and cut when over-long) exactly as training does.
+                    let turns: Vec<_> = chunk
+                        .iter()
+                        .map(|&i| {
+                            let c = &candidates[i];
+                            (c.history.as_slice(), c.query.as_str(), c.response.as_str())
+                        })
+                        .collect();
+                    for (&i, s) in chunk
+                        .iter()
+                        .zip(scorer.score_turns(&turns, EmptyHistory::Training)?)
+                    {
                         let score = Score {
                             reward: s.reward,
                             probs: s.probs,

@@ -37,6 +37,8 @@ fn eval(bench: &str, out: &Path, limit: usize, cache: Option<&Path>) -> Report {
         out: out.to_path_buf(),
         limit: Some(limit),
         max_length: MAX_LENGTH,
+        // The GGUF has no reward head (a seeded random one is scored, announced in the report).
+        allow_untrained_head: true,
         cache_dir: cache.map(Path::to_path_buf),
         client: ClientOptions::default(),
     })
@@ -289,6 +291,7 @@ fn endpoint_and_model_give_the_same_scores() {
         MAX_LENGTH,
         None,
         &ClientOptions::default(),
+        true,
     )
     .unwrap();
     let (want, _) = local.score(&dataset.candidates).unwrap();
@@ -301,6 +304,7 @@ fn endpoint_and_model_give_the_same_scores() {
             MAX_LENGTH,
             None,
             &ClientOptions::default(),
+            true,
         )
         .unwrap();
         let (got, stats) = remote.score(&dataset.candidates).unwrap();
@@ -326,6 +330,8 @@ fn endpoint_and_model_give_the_same_scores() {
         out: dir.path().join(out),
         limit: Some(3),
         max_length: MAX_LENGTH,
+        // The GGUF has no reward head (a seeded random one is scored, announced in the report).
+        allow_untrained_head: true,
         cache_dir: None,
         client: ClientOptions::default(),
     };
@@ -359,6 +365,8 @@ fn responses_the_endpoint_cannot_score_drop_their_pairs_and_are_counted() {
         out: dir.path().to_path_buf(),
         limit: Some(4),
         max_length: MAX_LENGTH,
+        // The GGUF has no reward head (a seeded random one is scored, announced in the report).
+        allow_untrained_head: true,
         cache_dir: None,
         // Chunks of 2: the failing response takes only its own chunk (one pair) down.
         client: ClientOptions {

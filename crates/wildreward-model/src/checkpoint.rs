@@ -2,6 +2,11 @@
 //! `{Llama,Mistral,Qwen2,Qwen3}ForSequenceClassification`: `config.json` (with `num_labels`,
 //! `problem_type`, `pad_token_id`), `model.safetensors` (HF tensor names) and the tokenizer files.
 //!
+//! Only heads transformers can load are saved: ordinal and CORN (`score.weight` `[K-1, hidden]`, no
+//! bias; `wildreward_head` tells our loader to read CORN's logits as conditionals) and scalar. A
+//! CORAL head is refused ([`CORAL_NOT_SAVED`]). A seeded random head is saved with
+//! `"wildreward_head_initialised": true`, which every load reads back.
+//!
 //! The directory is written under a temporary name and renamed into place, so a crash never leaves
 //! something that looks like a finished checkpoint.
 
@@ -11,6 +16,12 @@ use crate::model::RewardModel;
 use candle_core::{DType, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// Why a CORAL head is not saved: transformers could not load it.
+pub const CORAL_NOT_SAVED: &str = "a CORAL head (one shared weight [1, hidden] and K-1 biases) is \
+     not saved: transformers' *ForSequenceClassification has `score = Linear(hidden, num_labels, \
+     bias=False)`, so loading it fails on score.weight's size and would drop the biases; train an \
+     `ordinal` or `corn` head, which transformers loads";
 
 fn dtype_name(d: DType) -> &'static str {
     match d {
@@ -33,6 +44,12 @@ pub fn classification_config(model: &RewardModel) -> Result<serde_json::Value> {
         message: e.to_string(),
     })?;
     let kind = model.head().kind();
+    if kind == HeadKind::Coral {
+        return Err(ModelError::Config {
+            path: model.source().to_path_buf(),
+            message: CORAL_NOT_SAVED.into(),
+        });
+    }
     let n = model.head().outputs();
     cfg.architectures = vec![arch.classification_class().to_string()];
     cfg.num_labels = Some(n);
@@ -62,6 +79,7 @@ pub fn classification_config(model: &RewardModel) -> Result<serde_json::Value> {
         dtype_name(model.backbone().dtype()).into(),
     );
     cfg.wildreward_head = (kind != HeadKind::Ordinal).then(|| kind.name().to_string());
+    cfg.wildreward_head_initialised = model.head_was_initialised().then_some(true);
     serde_json::to_value(&cfg).map_err(|e| ModelError::Config {
         path: model.source().to_path_buf(),
         message: e.to_string(),
@@ -180,6 +198,10 @@ pub fn save(model: &RewardModel, dir: &Path) -> Result<()> {
 
 /// Saves `model` into `dir` in the given layout, replacing a previous save only once complete.
 pub fn save_as(model: &RewardModel, dir: &Path, layout: Layout) -> Result<()> {
+    if layout == Layout::Classification {
+        // A head that cannot be saved is refused before anything is written.
+        classification_config(model)?;
+    }
     let tmp = sibling(dir, "partial");
     fresh_dir(&tmp)?;
     write_files(model, &tmp, layout)?;
@@ -203,6 +225,7 @@ pub fn save_as(model: &RewardModel, dir: &Path, layout: Layout) -> Result<()> {
 /// last: a directory with a `config.json` from this function holds a complete model. An older
 /// `config.json` is removed first, so a crash half-way never pairs it with new weights.
 pub fn save_into(model: &RewardModel, dir: &Path) -> Result<()> {
+    classification_config(model)?;
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let tmp = dir.join(".model.partial");
     fresh_dir(&tmp)?;

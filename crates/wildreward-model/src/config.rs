@@ -151,6 +151,10 @@ pub struct ModelConfig {
     /// weight, ordered biases) or `scalar` (one logit, Bradley-Terry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wildreward_head: Option<String>,
+    /// Ours, not HF's: `true` when the saved head is a seeded random one (`wildreward convert` of a
+    /// checkpoint without a head), so every later load knows it is untrained. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wildreward_head_initialised: Option<bool>,
     /// Ours, only while training with LoRA (never in a saved model, where adapters are merged): the
     /// adapters' `alpha / r`, applied to every `lora_A` / `lora_B` pair the weights hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -203,3 +203,68 @@ pub fn reward_of(kind: HeadKind, logits: &[f32]) -> (f32, Vec<f32>) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Logits whose sigmoids are ½, ¾ and ¼ exactly (up to f32).
+    fn logits() -> Vec<f32> {
+        vec![0.0, 3f32.ln(), -(3f32.ln())]
+    }
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() < 1e-6
+    }
+
+    #[test]
+    fn ordinal_and_coral_rewards_are_one_plus_the_sum_of_sigmoids() {
+        for kind in [HeadKind::Ordinal, HeadKind::Coral] {
+            let (reward, probs) = reward_of(kind, &logits());
+            // 1 + ½ + ¾ + ¼.
+            assert!(close(reward, 2.5), "{kind:?}: {reward}");
+            assert_eq!(probs.len(), 4);
+            assert!(close(probs.iter().sum(), 1.0), "{probs:?}");
+        }
+    }
+
+    #[test]
+    fn corn_reward_chains_the_conditional_probabilities() {
+        let (reward, probs) = reward_of(HeadKind::Corn, &logits());
+        // P(y>1) = ½, P(y>2) = ½·¾ = ⅜, P(y>3) = ⅜·¼ = 3/32; reward = 1 + Σ = 1 + 31/32.
+        assert!(close(reward, 1.0 + 0.5 + 0.375 + 0.093_75), "{reward}");
+        let want = [0.5, 0.125, 0.281_25, 0.093_75];
+        for (p, w) in probs.iter().zip(want) {
+            assert!(close(*p, w), "{probs:?}");
+        }
+        // Not the independent-threshold formula, which would read 2.5 here.
+        assert!(!close(reward, reward_of(HeadKind::Ordinal, &logits()).0));
+    }
+
+    #[test]
+    fn scalar_reward_is_the_logit() {
+        assert_eq!(reward_of(HeadKind::Scalar, &[-0.75]), (-0.75, vec![]));
+    }
+
+    #[test]
+    fn coral_logits_share_one_projection_shifted_by_each_bias() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut tensors = HashMap::new();
+        tensors.insert(
+            "score.weight".to_string(),
+            Tensor::new(&[[1.0f32, -2.0]], &dev)?,
+        );
+        tensors.insert(
+            "score.bias".to_string(),
+            Tensor::new(&[0.5f32, 0.0, -0.5], &dev)?,
+        );
+        let head = ScoreHead::from_tensors(&tensors, HeadKind::Coral, 3)?
+            .ok_or_else(|| candle_core::Error::Msg("no head".into()))?;
+        // w·x = 3·1 + 1·(-2) = 1.
+        let z: Vec<Vec<f32>> = head
+            .forward(&Tensor::new(&[[3.0f32, 1.0]], &dev)?)?
+            .to_vec2()?;
+        assert_eq!(z, vec![vec![1.5, 1.0, 0.5]]);
+        Ok(())
+    }
+}

@@ -21,6 +21,7 @@ mod attention;
 pub mod backbone;
 pub mod checkpoint;
 pub mod config;
+pub mod encode;
 pub mod error;
 pub mod generate;
 pub mod gguf;
@@ -38,6 +39,7 @@ pub mod weights;
 
 pub use backbone::{Backbone, KvCache};
 pub use config::{Architecture, ModelConfig};
+pub use encode::{cut_text_ids, TurnEncoder};
 pub use error::{ModelError, Result};
 pub use head::{HeadKind, ScoreHead};
 pub use model::{LoadOptions, RewardModel};

@@ -141,9 +141,11 @@ impl RewardModel {
             path: source.clone(),
             message: e.to_string(),
         };
+        // A head saved from a random initialisation (`convert`) says so in its config.
+        let marked_untrained = config.wildreward_head_initialised == Some(true);
         let (head, head_initialised) =
             match ScoreHead::from_tensors(&tensors, kind, outputs).map_err(weights_err)? {
-                Some(h) => (h, false),
+                Some(h) => (h, marked_untrained),
                 None => {
                     let kind = if declared.is_some() {
                         kind
@@ -237,7 +239,8 @@ impl RewardModel {
         &self.tensors
     }
 
-    /// True when the checkpoint had no head and a seeded random one was created.
+    /// True when the head is not a trained one: the checkpoint had no head and a seeded random one
+    /// was created, or its `config.json` marks the head as such (`wildreward_head_initialised`).
     pub fn head_was_initialised(&self) -> bool {
         self.head_initialised
     }

@@ -2,15 +2,23 @@
 //! probabilities), tokenised, sorted by length, packed into token-budgeted padded batches, and
 //! returned in input order. Rewards are computed in f32 whatever the backbone's dtype.
 
+use crate::encode::{cut_text_ids, TurnEncoder};
 use crate::error::{ModelError, Result};
 use crate::head::reward_of;
 use crate::model::RewardModel;
+use wildreward_types::chat::Message;
+use wildreward_types::template::EmptyHistory;
 
-/// Which part of an over-long text to drop.
+/// Which part of an over-long input to drop. Structured turns ([`Scorer::score_turns`]) are always
+/// cut as training cuts them ([`crate::encode::TurnEncoder`]) unless the rule is [`Truncation::Error`];
+/// the rule chooses how a ready-made text is cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Truncation {
-    /// Keep the end (the reward is read at the last token; the response and template footer stay).
+    /// Keep BOS and the template header, then the end; drop the middle ([`cut_text_ids`]): what
+    /// the model saw in training survives (the default).
     #[default]
+    Middle,
+    /// Keep the end only (the reward is read at the last token; loses BOS and the header).
     Left,
     /// Keep the beginning (the reference's behaviour: loses the response's end and the footer).
     Right,
@@ -37,7 +45,7 @@ impl Default for ScorerOptions {
             max_length: 4096,
             max_batch_tokens: 16_384,
             max_batch_size: 32,
-            truncation: Truncation::Left,
+            truncation: Truncation::Middle,
         }
     }
 }
@@ -85,46 +93,106 @@ impl Scorer {
         &self.opts
     }
 
+    /// Longest input in tokens: the option, capped by the backbone's positions.
+    pub fn max_length(&self) -> usize {
+        self.opts
+            .max_length
+            .min(self.model.backbone().max_positions())
+    }
+
     /// Token ids of each text (special tokens as the tokenizer adds them), truncated per the options.
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<(Vec<u32>, bool)>> {
         texts
             .iter()
             .enumerate()
             .map(|(i, text)| {
-                let enc =
-                    self.model.tokenizer().encode(*text, true).map_err(|e| {
-                        ModelError::Input(format!("text {i}: cannot tokenise: {e}"))
-                    })?;
-                let ids = enc.get_ids();
-                if ids.is_empty() {
-                    return Err(ModelError::Input(format!("text {i} is empty")));
-                }
-                let max = self
-                    .opts
-                    .max_length
-                    .min(self.model.backbone().max_positions());
-                if ids.len() <= max {
-                    return Ok((ids.to_vec(), false));
-                }
-                match self.opts.truncation {
-                    Truncation::Left => Ok((ids[ids.len() - max..].to_vec(), true)),
-                    Truncation::Right => Ok((ids[..max].to_vec(), true)),
-                    Truncation::Error => Err(ModelError::Input(format!(
-                        "text {i} has {} tokens, over the limit of {max}",
-                        ids.len()
-                    ))),
-                }
+                self.tokenize_text(text)
+                    .map_err(|e| ModelError::Input(format!("text {i}{}", describe(&e))))
             })
             .collect()
     }
 
+    /// Token ids of one text, truncated per the options; errors read after the text's name.
+    fn tokenize_text(&self, text: &str) -> Result<(Vec<u32>, bool)> {
+        let tokenizer = self.model.tokenizer();
+        let max = self.max_length();
+        let enc = tokenizer
+            .encode(text, true)
+            .map_err(|e| ModelError::Input(format!(": cannot tokenise: {e}")))?;
+        let ids = enc.get_ids();
+        if ids.is_empty() {
+            return Err(ModelError::Input(" is empty".into()));
+        }
+        if ids.len() <= max {
+            return Ok((ids.to_vec(), false));
+        }
+        match self.opts.truncation {
+            Truncation::Middle => cut_text_ids(tokenizer, text, max),
+            Truncation::Left => Ok((ids[ids.len() - max..].to_vec(), true)),
+            Truncation::Right => Ok((ids[..max].to_vec(), true)),
+            Truncation::Error => Err(over_limit(ids.len(), max)),
+        }
+    }
+
+    /// The training encoder at this scorer's length limit.
+    pub fn turn_encoder(&self, empty: EmptyHistory) -> TurnEncoder<'_> {
+        TurnEncoder::new(self.model.tokenizer(), self.max_length(), empty)
+    }
+
+    /// Token ids of one turn, exactly as training encodes it ([`TurnEncoder::encode`]), or an
+    /// error under [`Truncation::Error`] when it is over the limit. Errors read after the turn's
+    /// name (`" has 9000 tokens, over the limit of 4096"`).
+    pub fn encode_turn(
+        &self,
+        history: &[Message],
+        query: &str,
+        response: &str,
+        empty: EmptyHistory,
+    ) -> Result<(Vec<u32>, bool)> {
+        let encoder = self.turn_encoder(empty);
+        let described = |e: ModelError| ModelError::Input(describe(&e));
+        if self.opts.truncation == Truncation::Error {
+            let ids = encoder
+                .encode_whole(history, query, response)
+                .map_err(described)?;
+            if ids.len() > encoder.max_length() {
+                return Err(over_limit(ids.len(), encoder.max_length()));
+            }
+            return Ok((ids, false));
+        }
+        encoder.encode(history, query, response).map_err(described)
+    }
+
+    /// Scores turns (history, query, response) encoded as training encodes them; results are in
+    /// input order.
+    pub fn score_turns(
+        &self,
+        turns: &[(&[Message], &str, &str)],
+        empty: EmptyHistory,
+    ) -> Result<Vec<Scored>> {
+        let encoded: Vec<(Vec<u32>, bool)> = turns
+            .iter()
+            .enumerate()
+            .map(|(i, (h, q, r))| {
+                self.encode_turn(h, q, r, empty)
+                    .map_err(|e| ModelError::Input(format!("item {i}{}", describe(&e))))
+            })
+            .collect::<Result<_>>()?;
+        self.score_encoded(encoded)
+    }
+
     /// Scores texts; results are in input order.
     pub fn score(&self, texts: &[&str]) -> Result<Vec<Scored>> {
-        let tokenized = self.tokenize(texts)?;
-        let ids: Vec<Vec<u32>> = tokenized.iter().map(|(ids, _)| ids.clone()).collect();
+        self.score_encoded(self.tokenize(texts)?)
+    }
+
+    /// Scores inputs already encoded ([`Self::tokenize`], [`Self::encode_turn`]) with whether each
+    /// was cut; results are in input order.
+    pub fn score_encoded(&self, encoded: Vec<(Vec<u32>, bool)>) -> Result<Vec<Scored>> {
+        let (ids, truncated): (Vec<Vec<u32>>, Vec<bool>) = encoded.into_iter().unzip();
         let mut out = self.score_ids(&ids)?;
-        for (s, (_, truncated)) in out.iter_mut().zip(&tokenized) {
-            s.truncated = *truncated;
+        for (s, truncated) in out.iter_mut().zip(truncated) {
+            s.truncated = truncated;
         }
         Ok(out)
     }
@@ -173,6 +241,18 @@ impl Scorer {
             })
             .collect())
     }
+}
+
+/// An input's error worded to follow its name: `" is empty"`, `": cannot tokenise: …"`.
+fn describe(e: &ModelError) -> String {
+    match e {
+        ModelError::Input(m) if m.starts_with(' ') || m.starts_with(':') => m.clone(),
+        other => format!(": {other}"),
+    }
+}
+
+fn over_limit(tokens: usize, max: usize) -> ModelError {
+    ModelError::Input(format!(" has {tokens} tokens, over the limit of {max}"))
 }
 
 /// Groups indexes (already sorted longest first) into batches of at most `max_rows` rows whose size

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use wildreward_model::assets::{asset, SMOLLM2_GGUF};
 use wildreward_model::weights::{self, Checkpoint};
 use wildreward_model::{
-    checkpoint, loss, HeadKind, Kernels, KvCache, LoadOptions, RewardModel, Scorer, ScorerOptions,
+    checkpoint, loss, HeadKind, Kernels, KvCache, LoadOptions, RewardModel, ScoreHead, Scorer,
+    ScorerOptions,
 };
 use wildreward_types::{build_text, EmptyHistory, Message};
 
@@ -369,14 +370,40 @@ fn convert_round_trip_gives_identical_rewards() {
     assert_eq!(cfg["num_labels"], 3);
     assert_eq!(cfg["problem_type"], "multi_label_classification");
     assert_eq!(cfg["pad_token_id"], 2);
+    assert_eq!(
+        cfg["wildreward_head_initialised"], true,
+        "the random head is marked"
+    );
     let loaded = RewardModel::load(&dir, &LoadOptions::inference()).unwrap();
-    assert!(!loaded.head_was_initialised());
+    assert!(
+        loaded.head_was_initialised(),
+        "the saved random head is still reported as untrained"
+    );
     let got = Scorer::new(loaded, ScorerOptions::default())
         .score(&refs)
         .unwrap();
     for (a, b) in want.iter().zip(&got) {
         assert_eq!(a.logits, b.logits);
     }
+    // A head set in its place (a trained one) clears the mark.
+    let mut trained = RewardModel::load(&dir, &LoadOptions::inference()).unwrap();
+    trained.set_head(trained.head().clone());
+    assert!(!trained.head_was_initialised());
+    let cfg = checkpoint::classification_config(&trained).unwrap();
+    assert!(cfg.get("wildreward_head_initialised").is_none(), "{cfg}");
+}
+
+#[test]
+fn a_coral_head_is_not_saved_because_transformers_cannot_load_it() {
+    let mut model = RewardModel::from_checkpoint(ckpt(), &LoadOptions::inference()).unwrap();
+    let hidden = model.config().hidden_size;
+    let coral = ScoreHead::random(HeadKind::Coral, 3, hidden, 0, &Device::Cpu).unwrap();
+    model.set_head(coral);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("coral-not-saved");
+    let e = checkpoint::save(&model, &dir).unwrap_err().to_string();
+    assert!(e.contains("CORAL") && e.contains("transformers"), "{e}");
+    assert!(!dir.exists(), "nothing is left behind");
+    assert!(!dir.with_file_name("coral-not-saved.partial").exists());
 }
 
 fn write_dir(name: &str) -> PathBuf {
@@ -520,4 +547,44 @@ fn packed_decoding_matches_the_candle_kv_cache_path() {
     let answer = &generate(bb, &prompt, 1, &params).unwrap()[0];
     let text = m.tokenizer().decode(&answer.tokens, true).unwrap();
     assert!(text.starts_with("The capital of France is Paris"), "{text}");
+}
+
+#[test]
+fn raw_texts_keep_the_header_and_their_end_and_tiny_budgets_fall_back_to_that() {
+    use wildreward_model::encode::{cut_text_ids, ids_of, TurnEncoder};
+    use wildreward_types::template::HEADER;
+    let ckpt = ckpt();
+    let tok = &ckpt.tokenizer;
+    let query = "why? ".repeat(400);
+    let text = build_text(&[], &query, "Because.", EmptyHistory::Training);
+    let full = ids_of(tok, &text).unwrap();
+    let header = ids_of(tok, HEADER).unwrap();
+    let (ids, cut) = cut_text_ids(tok, &text, 300).unwrap();
+    assert!(cut && ids.len() == 300);
+    let stable = header.len() - 1;
+    assert_eq!(ids[..stable], header[..stable]);
+    let tail = 300 - (header.len() + 1);
+    assert_eq!(ids[300 - tail..], full[full.len() - tail..]);
+    // Under the header's own length only the leading special tokens (BOS, if the tokenizer adds
+    // one) and the end are kept.
+    let specials = tok
+        .encode(text.as_str(), true)
+        .unwrap()
+        .get_special_tokens_mask()
+        .iter()
+        .take_while(|&&m| m == 1)
+        .count();
+    let want: Vec<u32> = full[..specials]
+        .iter()
+        .chain(&full[full.len() - (40 - specials)..])
+        .copied()
+        .collect();
+    let (ids, _) = cut_text_ids(tok, &text, 40).unwrap();
+    assert_eq!(ids, want);
+    // A turn budget below the template: the encoder cuts the whole text that way, never errs.
+    let (ids, cut) = TurnEncoder::new(tok, 40, EmptyHistory::Training)
+        .encode(&[], &query, "Because.")
+        .unwrap();
+    assert!(cut);
+    assert_eq!(ids, want);
 }

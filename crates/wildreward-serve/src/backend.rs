@@ -7,6 +7,9 @@ use crate::config::{truncation_name, DeviceSpec, WorkerConfig};
 use serde::Serialize;
 use std::sync::Arc;
 use wildreward_model::{LoadOptions, RewardModel, Scored, Scorer, ScorerOptions};
+use wildreward_types::exit::BadInput;
+use wildreward_types::template::EmptyHistory;
+use wildreward_types::wire::ScoreItem;
 
 /// What `GET /` says about the model.
 #[derive(Debug, Clone, Serialize)]
@@ -37,7 +40,24 @@ pub struct ModelInfo {
     pub truncation: String,
 }
 
-/// Tokenises texts the way the backend's model scores them (shared by the tokenisation threads).
+/// One thing a request asks to score: a ready-made text (`/get_reward`) or a structured turn
+/// (`/score`), which is encoded exactly as training encodes it.
+#[derive(Debug, Clone)]
+pub enum ScoreInput {
+    /// A text scored as sent (cut in the middle, keeping BOS and the template header, when long).
+    Text(String),
+    /// A turn rendered with the RM template by the training encoder.
+    Turn(ScoreItem, EmptyHistory),
+}
+
+impl ScoreInput {
+    /// Whether there is nothing to score (an empty text; a turn always has the template).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, ScoreInput::Text(t) if t.is_empty())
+    }
+}
+
+/// Tokenises inputs the way the backend's model scores them (shared by the tokenisation threads).
 #[derive(Clone)]
 pub struct TextTokenizer {
     scorer: Arc<Scorer>,
@@ -52,13 +72,27 @@ impl TextTokenizer {
     /// Token ids of one text (truncated per the options), or why it cannot be scored, worded to
     /// follow the text's name (`" is empty"`, `" has 9000 tokens, over the limit of 4096"`).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
-        match self.scorer.tokenize(&[text]) {
+        self.encode_input(&ScoreInput::Text(text.to_string()))
+    }
+
+    /// Token ids of one input (see [`ScoreInput`]), or why it cannot be scored, worded as
+    /// [`Self::encode`]'s.
+    pub fn encode_input(&self, input: &ScoreInput) -> Result<Vec<u32>, String> {
+        let result = match input {
+            ScoreInput::Text(text) => self.scorer.tokenize(&[text]),
+            ScoreInput::Turn(item, empty) => self
+                .scorer
+                .encode_turn(&item.history, &item.query, &item.response, *empty)
+                .map(|encoded| vec![encoded]),
+        };
+        match result {
             Ok(mut v) => Ok(v.pop().map(|(ids, _)| ids).unwrap_or_default()),
             // The scorer numbers texts within its call ("text 0 …"); the caller names the field.
             Err(e) => {
                 let message = e.to_string();
                 Err(match message.strip_prefix("text 0") {
                     Some(rest) => rest.to_string(),
+                    None if message.starts_with(' ') => message,
                     None => format!(": {message}"),
                 })
             }
@@ -81,12 +115,36 @@ pub trait Backend: Send + 'static {
     }
     /// Scores rows (one padded forward pass when they fit the limits); results in row order.
     fn forward(&mut self, rows: &[Vec<u32>]) -> Result<Vec<Scored>, String>;
-    /// One forward pass at full batch size, run before the worker reports ready.
-    fn warmup(&mut self) -> Result<(), String>;
+    /// One forward pass at full batch size, run before the worker reports ready; returns the
+    /// tokens it ran (the queue times it to start its seconds-per-token estimate).
+    fn warmup(&mut self) -> Result<usize, String>;
     /// A one-token forward pass: does the model still run?
     fn health(&mut self) -> Result<(), String> {
         self.forward(&[vec![0]]).map(|_| ())
     }
+}
+
+/// Refuses a model whose head is a seeded random one (no head in the checkpoint, or one marked
+/// `wildreward_head_initialised` by `convert`) unless `allowed`, and warns loudly when allowed:
+/// its rewards are noise, and a policy optimised on them learns nothing.
+pub fn check_head(model: &RewardModel, allowed: bool) -> Result<(), BadInput> {
+    if !model.head_was_initialised() {
+        return Ok(());
+    }
+    let source = model.source().display();
+    if !allowed {
+        return Err(BadInput(format!(
+            "{source} has no trained reward head (none in the checkpoint, or one `convert` made at \
+             random): its rewards would be noise. Train one (`wildreward train`), or pass \
+             --allow-untrained-head to serve it anyway (for smoke tests)"
+        )));
+    }
+    eprintln!(
+        "wildreward: WARNING: serving {source} with a seeded RANDOM reward head \
+         (--allow-untrained-head): rewards are not meaningful; /info and /metrics say \
+         head_initialised"
+    );
+    Ok(())
 }
 
 /// The model core's [`Scorer`] on a candle device.
@@ -104,6 +162,7 @@ impl CandleBackend {
             ..LoadOptions::inference()
         };
         let model = RewardModel::load(&cfg.model, &opts)?;
+        check_head(&model, cfg.allow_untrained_head)?;
         Ok(Self::new(model, cfg.scorer.clone(), cfg.device))
     }
 
@@ -154,7 +213,7 @@ impl Backend for CandleBackend {
         self.scorer.score_ids(rows).map_err(|e| e.to_string())
     }
 
-    fn warmup(&mut self) -> Result<(), String> {
+    fn warmup(&mut self) -> Result<usize, String> {
         let (max_tokens, max_rows) = self.batch_limits();
         let max_length = self.info().max_length;
         // A GPU is warmed at the full token budget, so an out-of-memory shows now rather than on a
@@ -164,7 +223,9 @@ impl Backend for CandleBackend {
             DeviceSpec::Cuda(_) => (max_tokens / max_rows).clamp(1, max_length),
             DeviceSpec::Cpu => (max_tokens / max_rows).clamp(1, max_length.min(16)),
         };
-        let rows = vec![vec![0u32; row_len]; max_rows];
-        self.forward(&rows).map(|_| ())
+        // Rows that differ from their first token: the CPU forward runs a prefix the rows share
+        // once, and identical rows would time as one (the backlog calibrates on this pass).
+        let rows: Vec<Vec<u32>> = (0..max_rows).map(|r| vec![r as u32 + 1; row_len]).collect();
+        self.forward(&rows).map(|_| row_len * max_rows)
     }
 }

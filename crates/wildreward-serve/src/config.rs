@@ -1,6 +1,7 @@
 //! Settings of the worker, the router and the fleet, with the parsers of the command-line values
 //! they take (`--device`, `--query-format`, `--policy`). Bad values are [`BadInput`] (exit 65).
 
+use crate::vllm::{ClassifyInput, ClassifyOutput};
 use candle_core::{DType, Device};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -78,6 +79,16 @@ impl DeviceSpec {
             DeviceSpec::Cuda(_) => ScorerOptions::default(),
         }
     }
+
+    /// The default bound on a request's expected wait (`--max-queue-seconds`): a few seconds on a
+    /// CPU, where one 16-text request of mid-length texts is itself about a second of work; less
+    /// on a GPU, which clears its queue faster.
+    pub fn default_max_queue(self) -> Duration {
+        match self {
+            DeviceSpec::Cpu => Duration::from_secs(4),
+            DeviceSpec::Cuda(_) => Duration::from_secs(2),
+        }
+    }
 }
 
 /// How `/get_reward` reads its `query` texts.
@@ -115,14 +126,15 @@ impl QueryFormat {
     }
 }
 
-/// Parses `--truncation left|right|error`.
+/// Parses `--truncation middle|left|right|error`.
 pub fn parse_truncation(s: &str) -> Result<Truncation, BadInput> {
     match s {
+        "middle" => Ok(Truncation::Middle),
         "left" => Ok(Truncation::Left),
         "right" => Ok(Truncation::Right),
         "error" => Ok(Truncation::Error),
         _ => Err(BadInput(format!(
-            "--truncation {s:?}: expected left, right or error"
+            "--truncation {s:?}: expected middle, left, right or error"
         ))),
     }
 }
@@ -130,6 +142,7 @@ pub fn parse_truncation(s: &str) -> Result<Truncation, BadInput> {
 /// The flag value of a truncation rule.
 pub fn truncation_name(t: Truncation) -> &'static str {
     match t {
+        Truncation::Middle => "middle",
         Truncation::Left => "left",
         Truncation::Right => "right",
         Truncation::Error => "error",
@@ -194,6 +207,9 @@ pub struct HttpLimits {
     pub retry_after_s: u64,
     /// Bearer token required on every route but `/health`.
     pub api_key: Option<String>,
+    /// How long a request's head, and then its body, may take to arrive (slow clients get their
+    /// connection closed / a 408 after).
+    pub read_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -204,6 +220,7 @@ impl Default for HttpLimits {
             max_in_flight: 4096,
             retry_after_s: 1,
             api_key: None,
+            read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -225,6 +242,15 @@ pub struct WorkerConfig {
     pub tokenization_workers: usize,
     /// HTTP limits and auth.
     pub limits: HttpLimits,
+    /// Longest expected wait (queued tokens × measured seconds per token) a request is admitted
+    /// into; 429 with the seconds until it fits beyond (`--max-queue-seconds`).
+    pub max_queue: Duration,
+    /// How `/classify` and `/pooling` read their texts.
+    pub classify_input: ClassifyInput,
+    /// What `/classify` and `/pooling` report per text.
+    pub classify_output: ClassifyOutput,
+    /// Serve a checkpoint whose head is a seeded random one (refused otherwise).
+    pub allow_untrained_head: bool,
 }
 
 impl WorkerConfig {
@@ -238,6 +264,10 @@ impl WorkerConfig {
             empty_history: EmptyHistory::Training,
             tokenization_workers: 2,
             limits: HttpLimits::default(),
+            max_queue: device.default_max_queue(),
+            classify_input: ClassifyInput::default(),
+            classify_output: ClassifyOutput::default(),
+            allow_untrained_head: false,
         }
     }
 
@@ -252,6 +282,9 @@ impl WorkerConfig {
         if self.tokenization_workers == 0 {
             return Err(BadInput("--tokenization-workers must be at least 1".into()));
         }
+        if self.max_queue.is_zero() {
+            return Err(BadInput("--max-queue-seconds must be positive".into()));
+        }
         self.limits.validate()
     }
 }
@@ -259,6 +292,9 @@ impl WorkerConfig {
 impl HttpLimits {
     /// Refuses limits that would reject every request.
     pub fn validate(&self) -> Result<(), BadInput> {
+        if self.read_timeout.is_zero() {
+            return Err(BadInput("--read-timeout must be positive".into()));
+        }
         if self.max_body_bytes == 0 || self.max_client_batch == 0 {
             return Err(BadInput(
                 "--payload-limit and --max-client-batch must be at least 1".into(),
@@ -351,7 +387,8 @@ mod tests {
             "least-in-flight".parse::<Policy>().unwrap(),
             Policy::LeastInFlight
         );
-        assert!(parse_truncation("middle").is_err());
+        assert!(parse_truncation("centre").is_err());
+        assert_eq!(parse_truncation("middle").unwrap(), Truncation::Middle);
         assert_eq!(parse_truncation("error").unwrap(), Truncation::Error);
     }
 

@@ -22,6 +22,9 @@ pub enum ServeError {
     /// The body is over the payload limit (413).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The client sent its body too slowly (408).
+    #[error("{0}")]
+    SlowClient(String),
     /// More inputs in one request than allowed (413).
     #[error("{0}")]
     TooManyInputs(String),
@@ -40,6 +43,10 @@ pub enum ServeError {
     /// The model failed on a batch (500; the router retries it on another worker).
     #[error("{0}")]
     Backend(String),
+    /// The model produced a NaN or infinite score for a text (500, never a `null` in a 200; the
+    /// router does not retry it: the same model gives the same number everywhere).
+    #[error("{0}")]
+    NonFinite(String),
     /// This server cannot score now: the model is loading, warming up or failed (503).
     #[error("{0}")]
     Unhealthy(String),
@@ -62,6 +69,9 @@ pub enum ServeError {
     Internal(String),
 }
 
+/// The `error_type` of a non-finite score (the router passes these on instead of retrying).
+pub const NON_FINITE: &str = "non_finite";
+
 /// The `error_type` of a response, kept as a response extension so the metrics layer can count
 /// failures by kind without parsing bodies.
 #[derive(Debug, Clone)]
@@ -74,12 +84,15 @@ impl ServeError {
             ServeError::Malformed(_) => StatusCode::BAD_REQUEST,
             ServeError::Unauthorized => StatusCode::UNAUTHORIZED,
             ServeError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServeError::SlowClient(_) => StatusCode::REQUEST_TIMEOUT,
             ServeError::PayloadTooLarge(_) | ServeError::TooManyInputs(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             ServeError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ServeError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ServeError::Backend(_) | ServeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServeError::Backend(_) | ServeError::NonFinite(_) | ServeError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ServeError::Unhealthy(_) | ServeError::NoHealthyWorker(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -96,11 +109,13 @@ impl ServeError {
             ServeError::Malformed(_) => "malformed",
             ServeError::Unauthorized => "unauthorized",
             ServeError::NotFound(_) => "not_found",
+            ServeError::SlowClient(_) => "slow_client",
             ServeError::PayloadTooLarge(_) => "payload_too_large",
             ServeError::TooManyInputs(_) => "too_many_inputs",
             ServeError::Validation(_) => "validation",
             ServeError::Overloaded { .. } => "overloaded",
             ServeError::Backend(_) => "backend",
+            ServeError::NonFinite(_) => NON_FINITE,
             ServeError::Unhealthy(_) => "unhealthy",
             ServeError::NoHealthyWorker(_) => "no_healthy_worker",
             ServeError::Timeout(_) => "timeout",
@@ -151,6 +166,7 @@ mod tests {
             ServeError::Malformed("x".into()),
             ServeError::Unauthorized,
             ServeError::NotFound("x".into()),
+            ServeError::SlowClient("x".into()),
             ServeError::PayloadTooLarge("x".into()),
             ServeError::TooManyInputs("x".into()),
             ServeError::Validation("x".into()),
@@ -159,6 +175,7 @@ mod tests {
                 retry_after_s: 2,
             },
             ServeError::Backend("x".into()),
+            ServeError::NonFinite("x".into()),
             ServeError::Unhealthy("x".into()),
             ServeError::NoHealthyWorker("x".into()),
             ServeError::Timeout("x".into()),

@@ -2,6 +2,7 @@
 //! becomes a [`ServeError`]), bearer auth on everything but `/health`, the body limit, metrics of
 //! every response, panics turned into JSON 500s, the OpenAPI document, and shutdown signals.
 
+use crate::config::HttpLimits;
 use crate::error::{ErrorType, ServeError};
 use crate::metrics::HttpMetrics;
 use axum::extract::{FromRequest, Request, State};
@@ -11,8 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 /// The OpenAPI 3 document of both servers' routes, served at `/openapi.json`.
@@ -30,13 +33,19 @@ const ROUTES: &[&str] = &[
     "/metrics",
     "/get_reward",
     "/score",
+    "/classify",
+    "/v1/classify",
+    "/pooling",
     "/openapi.json",
     "/api-doc/openapi.json",
 ];
 
-/// The body limit, for naming it in 413 messages.
+/// The body limit (named in 413 messages) and how long reading a body may take (408 after).
 #[derive(Debug, Clone, Copy)]
-struct PayloadLimit(usize);
+struct BodyLimits {
+    max_bytes: usize,
+    read_timeout: Duration,
+}
 
 /// Bytes of an over-limit body read and thrown away before answering 413, so a client that sends
 /// the whole body before reading (most do) sees the 413 instead of a reset connection; past this
@@ -51,10 +60,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ServeError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ServeError> {
-        let limit = req
-            .extensions()
-            .get::<PayloadLimit>()
-            .map_or(usize::MAX, |l| l.0);
+        let limits = req.extensions().get::<BodyLimits>().copied();
+        let limit = limits.map_or(usize::MAX, |l| l.max_bytes);
+        let read_timeout = limits.map_or(Duration::from_secs(3600), |l| l.read_timeout);
         let too_large = || {
             ServeError::PayloadTooLarge(format!(
                 "request body is over the limit of {limit} bytes (--payload-limit)"
@@ -71,21 +79,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let mut body = req.into_body();
         let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit));
         let mut total = 0usize;
-        while let Some(frame) = body.frame().await {
-            let frame = frame
-                .map_err(|e| ServeError::Malformed(format!("cannot read the request body: {e}")))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            total = total.saturating_add(data.len());
-            if total <= limit {
-                bytes.extend_from_slice(&data);
-            } else if total > limit.saturating_add(DRAIN_AFTER_LIMIT) {
-                return Err(too_large());
-            } else if !bytes.is_empty() {
-                bytes = Vec::new();
+        let read = async {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| {
+                    ServeError::Malformed(format!("cannot read the request body: {e}"))
+                })?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                total = total.saturating_add(data.len());
+                if total <= limit {
+                    bytes.extend_from_slice(&data);
+                } else if total > limit.saturating_add(DRAIN_AFTER_LIMIT) {
+                    return Err(too_large());
+                } else if !bytes.is_empty() {
+                    bytes = Vec::new();
+                }
             }
-        }
+            Ok::<(), ServeError>(())
+        };
+        tokio::time::timeout(read_timeout, read)
+            .await
+            .map_err(|_| {
+                ServeError::SlowClient(format!(
+                    "the request body did not arrive within {} s (--read-timeout)",
+                    read_timeout.as_secs_f64()
+                ))
+            })??;
         if total > limit {
             return Err(too_large());
         }
@@ -109,17 +129,16 @@ pub fn input_offset(headers: &HeaderMap) -> usize {
 }
 
 /// Wraps a server's routes with what both servers share; `metrics` counts every response.
-pub fn finish(
-    routes: Router,
-    api_key: Option<String>,
-    max_body_bytes: usize,
-    metrics: HttpMetrics,
-) -> Router {
+pub fn finish(routes: Router, limits: &HttpLimits, metrics: HttpMetrics) -> Router {
+    let api_key = limits.api_key.clone();
     routes
         .route("/openapi.json", axum::routing::get(openapi))
         .route("/api-doc/openapi.json", axum::routing::get(openapi))
         .fallback(not_found)
-        .layer(axum::Extension(PayloadLimit(max_body_bytes)))
+        .layer(axum::Extension(BodyLimits {
+            max_bytes: limits.max_body_bytes,
+            read_timeout: limits.read_timeout,
+        }))
         .layer(middleware::from_fn_with_state(
             api_key.map(Arc::<str>::from),
             require_bearer,
@@ -200,6 +219,61 @@ async fn record(State(metrics): State<HttpMetrics>, req: Request, next: Next) ->
 /// Adds an `x-…-time` header in milliseconds.
 pub fn set_time_header(headers: &mut HeaderMap, name: &'static str, d: Duration) {
     headers.insert(name, HeaderValue::from(d.as_millis() as u64));
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets every connection finish the
+/// request it is on (as `axum::serve`'s graceful shutdown does). Unlike `axum::serve`, each request's
+/// head must arrive within `header_timeout` (hyper's header read timeout, which needs a timer
+/// `axum::serve` does not give it), so a client that opens connections and dribbles headers cannot
+/// hold them forever; bodies have their own deadline in [`JsonBody`].
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Every connection task holds a sender; `recv` returns once all have finished.
+    let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors and the like: back off rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        let open = open_tx.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(open_tx);
+    let _ = open_rx.recv().await;
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,8 +1,12 @@
-//! The request side of a worker (text-embeddings-inference's `Infer`): admission (one permit per
-//! text from a bounded pool, 429 when it is empty, so queued work and memory stay bounded),
-//! tokenisation on a small thread pool, then the batching queue; results come back in input order.
+//! The request side of a worker (text-embeddings-inference's `Infer`): admission in two steps —
+//! one permit per text from a bounded pool (429 when it is empty, so memory stays bounded), then,
+//! once tokenised, the request's tokens against the worker's [`Backlog`] (429 with the seconds
+//! until it fits when the expected wait would pass `--max-queue-seconds`, so latency stays
+//! bounded) — then the batching queue; results come back in input order, and a non-finite score
+//! is a 500 naming the text, never a `null` in a 200.
 
-use crate::backend::TextTokenizer;
+use crate::backend::{ScoreInput, TextTokenizer};
+use crate::backlog::{Backlog, TooMuchWork};
 use crate::config::HttpLimits;
 use crate::error::ServeError;
 use crate::metrics::WorkerMetrics;
@@ -42,16 +46,18 @@ pub struct Infer {
     threads: usize,
     permits: Arc<Semaphore>,
     limits: HttpLimits,
+    backlog: Arc<Backlog>,
     metrics: WorkerMetrics,
 }
 
 impl Infer {
-    /// Request side over a running queue; `threads` tokenise.
+    /// Request side over a running queue; `threads` tokenise; `backlog` is the queue's.
     pub fn new(
         queue: QueueHandle,
         tokenizer: TextTokenizer,
         threads: usize,
         limits: HttpLimits,
+        backlog: Arc<Backlog>,
         metrics: WorkerMetrics,
     ) -> Result<Self, rayon::ThreadPoolBuildError> {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -65,6 +71,7 @@ impl Infer {
             threads,
             permits: Arc::new(Semaphore::new(limits.max_in_flight)),
             limits,
+            backlog,
             metrics,
         })
     }
@@ -74,12 +81,13 @@ impl Infer {
         &self.queue
     }
 
-    /// Scores `texts`. `field` and `offset` name texts in errors (`query[12]`): a router sends a
-    /// slice of a client's batch with the slice's offset, so errors point into the client's batch.
+    /// Scores `texts` (ready-made texts, or turns: [`ScoreInput`]). `field` and `offset` name
+    /// texts in errors (`query[12]`): a router sends a slice of a client's batch with the slice's
+    /// offset, so errors point into the client's batch.
     pub async fn score(
         &self,
         field: &str,
-        texts: Vec<String>,
+        texts: Vec<ScoreInput>,
         offset: usize,
     ) -> Result<Scoring, ServeError> {
         let n = texts.len();
@@ -94,7 +102,7 @@ impl Infer {
                 self.limits.max_client_batch
             )));
         }
-        if let Some(i) = texts.iter().position(String::is_empty) {
+        if let Some(i) = texts.iter().position(ScoreInput::is_empty) {
             return Err(ServeError::Validation(format!(
                 "{field}[{}] is empty",
                 i + offset
@@ -117,13 +125,20 @@ impl Infer {
             _permits: permits,
         };
 
+        self.backlog
+            .precheck()
+            .map_err(|refused| self.refuse(refused, None))?;
         let started = Instant::now();
         let ids = self.tokenize(field, texts, offset).await?;
         let tokenization = started.elapsed();
         self.metrics
             .tokenization
             .observe(tokenization.as_secs_f64());
-        let tokens = ids.iter().map(Vec::len).sum();
+        let tokens: usize = ids.iter().map(Vec::len).sum();
+        let mut ticket = self
+            .backlog
+            .admit(tokens as u64)
+            .map_err(|refused| self.refuse(refused, Some(tokens)))?;
 
         let mut receivers = Vec::with_capacity(n);
         let mut entries = Vec::with_capacity(n);
@@ -131,10 +146,12 @@ impl Infer {
         for ids in ids {
             self.metrics.input_length.observe(ids.len() as f64);
             let (reply, rx) = oneshot::channel();
+            let ticket = ticket.split(ids.len() as u64);
             entries.push(Entry {
                 ids,
                 enqueued,
                 reply,
+                ticket,
             });
             receivers.push(rx);
         }
@@ -145,22 +162,56 @@ impl Infer {
             ..Timings::default()
         };
         let mut scored = Vec::with_capacity(n);
-        for rx in receivers {
+        for (i, rx) in receivers.into_iter().enumerate() {
             let outcome = rx.await.map_err(|_| {
-                ServeError::Unhealthy("the inference thread stopped before answering".into())
+                ServeError::Unhealthy(
+                    "the inference thread stopped before answering (this worker is restarting); \
+                     retry on another worker"
+                        .into(),
+                )
             })??;
             timings.queue = timings.queue.max(outcome.queue_time);
             timings.inference = timings.inference.max(outcome.inference_time);
+            let s = &outcome.scored;
+            if !s.reward.is_finite() || s.probs.iter().chain(&s.logits).any(|p| !p.is_finite()) {
+                return Err(ServeError::NonFinite(format!(
+                    "{field}[{}]: the model produced a non-finite score (reward {}, probs {:?}); \
+                     the checkpoint or this text's forward pass is broken",
+                    i + offset,
+                    s.reward,
+                    s.probs
+                )));
+            }
             scored.push(outcome.scored);
         }
         Ok(Scoring { scored, timings })
+    }
+
+    /// The 429 for work past the bound (`tokens`: this request's, once tokenised).
+    fn refuse(&self, refused: TooMuchWork, tokens: Option<usize>) -> ServeError {
+        self.metrics.refused_for_work.inc();
+        let this = match tokens {
+            Some(t) => format!("with this request's {t}"),
+            None => "before this request".into(),
+        };
+        ServeError::Overloaded {
+            message: format!(
+                "worker is busy: {} tokens queued, {this} the wait would be about {:.1} s, past \
+                 the bound of {:.1} s (--max-queue-seconds); retry in {} s",
+                refused.queued_tokens,
+                refused.expected_wait_s,
+                self.backlog.max_wait().as_secs_f64(),
+                refused.retry_after_s
+            ),
+            retry_after_s: refused.retry_after_s,
+        }
     }
 
     /// Tokenises on the pool, split into one part per thread; ids in input order.
     async fn tokenize(
         &self,
         field: &str,
-        texts: Vec<String>,
+        texts: Vec<ScoreInput>,
         offset: usize,
     ) -> Result<Vec<Vec<u32>>, ServeError> {
         let part = texts.len().div_ceil(self.threads).max(1);
@@ -168,7 +219,7 @@ impl Infer {
         let mut texts = texts.into_iter();
         let mut start = 0;
         loop {
-            let chunk: Vec<String> = texts.by_ref().take(part).collect();
+            let chunk: Vec<ScoreInput> = texts.by_ref().take(part).collect();
             if chunk.is_empty() {
                 break;
             }
@@ -182,7 +233,7 @@ impl Infer {
                     .iter()
                     .enumerate()
                     .map(|(i, text)| {
-                        tokenizer.encode(text).map_err(|e| {
+                        tokenizer.encode_input(text).map_err(|e| {
                             ServeError::Validation(format!("{field}[{}]{e}", first + i))
                         })
                     })

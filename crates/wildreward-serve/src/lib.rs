@@ -2,11 +2,13 @@
 //! text-embeddings-inference (router / core / backends):
 //!
 //! - HTTP ([`http`], [`worker`], [`router`]): the reference's `/get_reward` wire (and OpenRLHF's),
-//!   a structured `/score`, `/health`, `/` info, Prometheus `/metrics`, an OpenAPI document, bearer
+//!   vLLM's `/classify` and `/pooling` ([`vllm`], what verl's reward loop calls), a structured `/score`, `/health`, `/` info, Prometheus `/metrics`, an OpenAPI document, bearer
 //!   auth, a body limit; every error a real status code from one enum ([`error::ServeError`]).
-//! - Core ([`infer`], [`queue`]): admission bounded per text (429 + `Retry-After` beyond),
-//!   tokenisation on a small pool, and one inference thread that owns the queue and the model and
-//!   forms token-budgeted batches sorted by length.
+//! - Core ([`infer`], [`queue`], [`backlog`]): admission bounded per text and by work (the
+//!   expected wait, queued tokens × measured seconds per token, within `--max-queue-seconds`;
+//!   429 + `Retry-After` beyond), tokenisation on a small pool, and one inference thread that owns
+//!   the queue and the model and forms token-budgeted batches sorted by length (a panic there
+//!   stops the worker, so a fleet restarts it).
 //! - Backends ([`backend`]): a trait with the model core's `Scorer` behind it (CPU f32, CUDA FP16).
 //! - Router ([`router`]) and fleet ([`fleet`]): round-robin or least-in-flight over healthy workers,
 //!   active health checks, retries on another worker, big batches split across workers, graceful
@@ -19,6 +21,7 @@
 //! `serde` / `serde_json` read and write the bodies; `thiserror` / `anyhow` carry errors.
 
 pub mod backend;
+pub mod backlog;
 pub mod config;
 pub mod error;
 pub mod fleet;
@@ -28,6 +31,7 @@ pub mod metrics;
 pub mod query_format;
 pub mod queue;
 pub mod router;
+pub mod vllm;
 pub mod worker;
 
 pub use backend::{Backend, CandleBackend, ModelInfo};

@@ -120,6 +120,10 @@ pub struct WorkerMetrics {
     pub in_flight: IntGauge,
     /// Texts dropped from the queue because their client went away.
     pub dropped: IntCounter,
+    /// Requests refused (429) because their expected wait passed `--max-queue-seconds`.
+    pub refused_for_work: IntCounter,
+    /// 1 when the served head is a seeded random one (`--allow-untrained-head`), else 0.
+    pub head_initialised: IntGauge,
 }
 
 impl WorkerMetrics {
@@ -131,6 +135,11 @@ impl WorkerMetrics {
             "Texts dropped from the queue because their client went away",
         )?;
         registry.register(Box::new(dropped.clone()))?;
+        let refused_for_work = IntCounter::new(
+            "wildreward_queue_refused_for_work",
+            "Requests refused because their expected wait passed --max-queue-seconds",
+        )?;
+        registry.register(Box::new(refused_for_work.clone()))?;
         Ok(Self {
             tokenization: histogram(
                 &registry,
@@ -178,7 +187,13 @@ impl WorkerMetrics {
                 "wildreward_in_flight",
                 "Texts admitted and not yet answered",
             )?,
+            head_initialised: int_gauge(
+                &registry,
+                "wildreward_head_initialised",
+                "1 when the served reward head is a seeded random one, not a trained one",
+            )?,
             dropped,
+            refused_for_work,
             http: HttpMetrics::new(registry)?,
         })
     }

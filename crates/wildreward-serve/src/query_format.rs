@@ -2,9 +2,11 @@
 //! reference's client wraps them in the WildReward template itself); in `openrlhf` format each query
 //! is OpenRLHF's decoded prompt + response, chat-template markup and special tokens included, with
 //! the prompt beside it: the response is what follows the prompt, the markup (ChatML, Llama-3,
-//! Qwen) is stripped, and the WildReward template is applied here. `/score` items are templated too.
+//! Qwen) is stripped, and the WildReward template is applied here. `/score` items stay structured
+//! turns, encoded by the training encoder ([`wildreward_model::TurnEncoder`]).
 //! The template itself is `wildreward_types::template`, never re-implemented.
 
+use crate::backend::ScoreInput;
 use crate::config::QueryFormat;
 use crate::error::ServeError;
 use wildreward_types::wire::{GetRewardRequest, ScoreItem};
@@ -47,25 +49,57 @@ pub fn get_reward_texts(
     }
 }
 
-/// The RM texts of `/score` items.
-pub fn score_texts(items: &[ScoreItem], empty: EmptyHistory) -> Vec<String> {
+/// The inputs of `/score` items: structured turns, encoded (and cut when over-long) exactly as
+/// training encodes them.
+pub fn score_inputs(items: Vec<ScoreItem>, empty: EmptyHistory) -> Vec<ScoreInput> {
     items
-        .iter()
-        .map(|it| build_text(&it.history, &it.query, &it.response, empty))
+        .into_iter()
+        .map(|it| ScoreInput::Turn(it, empty))
         .collect()
 }
 
 /// The WildReward text of one OpenRLHF query (prompt + response as decoded by the policy's
-/// tokenizer) given its prompt.
+/// tokenizer) given its prompt. Where the response starts is found by the first rule that holds:
+/// 1. the prompt occurs in the query as sent (padding or a BOS before it is skipped);
+/// 2. the chat template's assistant marker: the query has at least as many assistant headers as the
+///    prompt, and the response follows the one that ends the prompt (decoding with tokenizer
+///    clean-up can change spaces inside the turns, never the markers);
+/// 3. the prompt's non-space characters are the start of the query's (a plain prompt decoded with
+///    clean-up spaces, `"a ."` → `"a."`).
+///
+/// When none holds the error says what each found.
 pub fn openrlhf_text(query: &str, prompt: &str, empty: EmptyHistory) -> Result<String, String> {
     if prompt.trim().is_empty() {
         return Err("its prompt is empty".into());
     }
-    // Decoding may put padding or a BOS before the prompt, so find it rather than strip a prefix.
-    let start = query
-        .find(prompt)
-        .ok_or("does not contain its prompt (prompts[i] must be the start of query[i])")?;
-    let response = clean_response(&query[start + prompt.len()..]);
+    let response_start = match query.find(prompt) {
+        Some(start) => start + prompt.len(),
+        None => {
+            let markers = (assistant_marker_ends(prompt), assistant_marker_ends(query));
+            match markers {
+                // Only when the prompt ends with its assistant header (the generation prompt).
+                (p, q)
+                    if p.last()
+                        .is_some_and(|&end| strip_think(&prompt[end..]).trim().is_empty())
+                        && q.len() >= p.len() =>
+                {
+                    q[p.len() - 1]
+                }
+                (p, q) => prefix_ignoring_spaces(query, prompt).ok_or_else(|| {
+                    format!(
+                        "cannot tell where its response starts: rule 1 (the prompt as sent) — \
+                         prompts[i] is not in query[i]; rule 2 (the chat template's assistant \
+                         marker) — the prompt has {} assistant headers and the query {}; rule 3 \
+                         (prefix ignoring spaces) — the prompt's characters are not the query's \
+                         start",
+                        p.len(),
+                        q.len()
+                    )
+                })?,
+            }
+        }
+    };
+    let response = clean_response(&query[response_start..]);
     let messages = parse_chat(prompt);
     let last_user = messages
         .iter()
@@ -84,11 +118,76 @@ pub fn openrlhf_text(query: &str, prompt: &str, empty: EmptyHistory) -> Result<S
     ))
 }
 
+/// The WildReward text of a conversation rendered by a chat template (ChatML, Qwen, Llama-3) that
+/// ends in the assistant turn to score (what verl's reward loop sends to `/classify`): the last
+/// assistant message is the response, the user message before it the query, earlier user and
+/// assistant turns the history (system messages are left out).
+pub fn chat_text(text: &str, empty: EmptyHistory) -> Result<String, String> {
+    if !text.contains(CHATML_START) && !text.contains(LLAMA3_HEADER) {
+        return Err("no chat markup (ChatML `<|im_start|>` or Llama-3 headers) found".into());
+    }
+    let messages = parse_chat(text);
+    let Some(last) = messages.last().filter(|m| m.role == Role::Assistant) else {
+        return Err("the conversation does not end with an assistant turn to score".into());
+    };
+    let response = clean_response(&last.content);
+    let turns = &messages[..messages.len() - 1];
+    let last_user = turns
+        .iter()
+        .rposition(|m| m.role == Role::User)
+        .ok_or("no user message before the assistant turn")?;
+    let history: Vec<Message> = turns[..last_user]
+        .iter()
+        .filter(|m| m.role != Role::System)
+        .cloned()
+        .collect();
+    Ok(build_text(
+        &history,
+        &turns[last_user].content,
+        &response,
+        empty,
+    ))
+}
+
+/// Byte offsets just past each assistant header (ChatML or Llama-3) in `text`, in order.
+fn assistant_marker_ends(text: &str) -> Vec<usize> {
+    let mut ends = Vec::new();
+    for marker in [CHATML_ASSISTANT, LLAMA3_ASSISTANT] {
+        let mut from = 0;
+        while let Some(at) = text[from..].find(marker) {
+            from += at + marker.len();
+            ends.push(from);
+        }
+    }
+    ends.sort_unstable();
+    ends
+}
+
+/// Where the query continues after the prompt when both are compared without whitespace.
+fn prefix_ignoring_spaces(query: &str, prompt: &str) -> Option<usize> {
+    let mut want = prompt.chars().filter(|c| !c.is_whitespace()).peekable();
+    want.peek()?;
+    for (at, c) in query.char_indices() {
+        if c.is_whitespace() {
+            continue;
+        }
+        if want.next() != Some(c) {
+            return None;
+        }
+        if want.peek().is_none() {
+            return Some(at + c.len_utf8());
+        }
+    }
+    None
+}
+
 const CHATML_START: &str = "<|im_start|>";
 const CHATML_END: &str = "<|im_end|>";
 const LLAMA3_HEADER: &str = "<|start_header_id|>";
 const LLAMA3_HEADER_END: &str = "<|end_header_id|>";
 const LLAMA3_END: &str = "<|eot_id|>";
+const CHATML_ASSISTANT: &str = "<|im_start|>assistant";
+const LLAMA3_ASSISTANT: &str = "<|start_header_id|>assistant<|end_header_id|>";
 
 /// Tokens that end a response (and any padding after it).
 const END_MARKERS: &[&str] = &[
@@ -264,7 +363,8 @@ mod tests {
             get_reward_texts(req, QueryFormat::OpenRlhf, EmptyHistory::Training, 10).unwrap_err();
         assert_eq!(e.status(), 422);
         assert!(
-            e.to_string().starts_with("query[11]: does not contain"),
+            e.to_string().starts_with("query[11]: cannot tell where")
+                && e.to_string().contains("rule 2"),
             "{e}"
         );
         let req = GetRewardRequest {
@@ -275,6 +375,42 @@ mod tests {
         let e =
             get_reward_texts(req, QueryFormat::OpenRlhf, EmptyHistory::Training, 0).unwrap_err();
         assert!(e.to_string().contains("prompts"), "{e}");
+    }
+
+    #[test]
+    fn clean_up_spaces_in_the_decoded_query_do_not_lose_the_response() {
+        // The policy's decode with clean_up_tokenization_spaces drops the space before "?" and
+        // "'s" inside the turns; the prompt as sent still has them.
+        let prompt = "<|im_start|>user\nWhat 's 2+2 ?<|im_end|>\n<|im_start|>assistant\n";
+        let query = "<|im_start|>user\nWhat's 2+2?<|im_end|>\n<|im_start|>assistant\n4.<|im_end|>";
+        let got = openrlhf_text(query, prompt, EmptyHistory::Training).unwrap();
+        assert_eq!(got, text(&[], "What 's 2+2 ?", "4."));
+        // A plain prompt: rule 3, the prefix ignoring spaces.
+        let got = openrlhf_text("Say hi .Hi!", "Say hi .", EmptyHistory::Training).unwrap();
+        assert_eq!(got, text(&[], "Say hi .", "Hi!"));
+        let got = openrlhf_text("Say hi. Hi!", "Say hi .", EmptyHistory::Training).unwrap();
+        assert_eq!(got, text(&[], "Say hi .", "Hi!"));
+    }
+
+    #[test]
+    fn a_rendered_conversation_becomes_the_wildreward_text() {
+        let conv = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n\
+                    <|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n\
+                    <|im_start|>assistant\n4<|im_end|>\n";
+        let got = chat_text(conv, EmptyHistory::Training).unwrap();
+        let want = text(
+            &[(Role::User, "Hi"), (Role::Assistant, "Hello!")],
+            "2+2?",
+            "4",
+        );
+        assert_eq!(got, want);
+        assert!(chat_text("plain text", EmptyHistory::Training)
+            .unwrap_err()
+            .contains("no chat markup"));
+        let open = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+        assert!(chat_text(open, EmptyHistory::Training)
+            .unwrap_err()
+            .contains("assistant turn"));
     }
 
     #[test]

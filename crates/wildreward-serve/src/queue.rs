@@ -8,8 +8,14 @@
 //! answering each text as soon as its batch is done. Texts arriving meanwhile wait for the next
 //! round, so none can be starved by a stream of others. Texts whose client went away are dropped
 //! before their batch runs.
+//!
+//! Each text carries a [`Ticket`] for its tokens in the worker's [`Backlog`], given back when its
+//! batch is done; every timed pass updates the backlog's seconds per token. A panic on this thread
+//! (a bug in the model or a backend) is caught: the texts it held are answered 503 (their reply
+//! channels close) and the worker is told on `died`, so it stops and the fleet starts a fresh one.
 
 use crate::backend::{Backend, ModelInfo, TextTokenizer};
+use crate::backlog::{Backlog, Ticket};
 use crate::error::ServeError;
 use crate::metrics::WorkerMetrics;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +33,8 @@ pub struct Entry {
     pub enqueued: Instant,
     /// Where its result goes.
     pub reply: oneshot::Sender<Result<Outcome, ServeError>>,
+    /// Its tokens in the worker's backlog, given back once it is answered.
+    pub ticket: Ticket,
 }
 
 /// One text's result.
@@ -86,16 +94,33 @@ impl QueueHandle {
 /// Loads a backend on the inference thread (so the model never leaves it).
 pub type Loader = Box<dyn FnOnce() -> anyhow::Result<Box<dyn Backend>> + Send>;
 
-/// Starts the inference thread: it loads the model, warms it up at full batch, reports [`Ready`]
-/// (or the load error) on `ready`, then serves the queue until every handle is dropped.
-/// `healthy` is cleared when a batch fails and set again when a forward pass succeeds.
+/// What the inference thread needs besides the model.
+pub struct QueueParts {
+    /// The worker's metrics.
+    pub metrics: WorkerMetrics,
+    /// Cleared when a batch fails, set again when a forward pass succeeds.
+    pub healthy: Arc<AtomicBool>,
+    /// Calibrated by the warm-up pass and updated by every batch.
+    pub backlog: Arc<Backlog>,
+    /// Told why, if the thread dies of a panic.
+    pub died: oneshot::Sender<String>,
+}
+
+/// Starts the inference thread: it loads the model, warms it up at full batch (timing it to
+/// calibrate the backlog), reports [`Ready`] (or the load error) on `ready`, then serves the queue
+/// until every handle is dropped, or until a panic, which it reports on `parts.died`.
 pub fn spawn(
     loader: Loader,
-    metrics: WorkerMetrics,
-    healthy: Arc<AtomicBool>,
+    parts: QueueParts,
     ready: oneshot::Sender<anyhow::Result<Ready>>,
 ) -> std::io::Result<QueueHandle> {
     let (tx, rx) = mpsc::unbounded_channel();
+    let QueueParts {
+        metrics,
+        healthy,
+        backlog,
+        died,
+    } = parts;
     std::thread::Builder::new()
         .name("wildreward-inference".into())
         .spawn(move || {
@@ -106,9 +131,13 @@ pub fn spawn(
                     return;
                 }
             };
-            if let Err(e) = backend.warmup() {
-                let _ = ready.send(Err(anyhow::anyhow!("warm-up forward pass failed: {e}")));
-                return;
+            let started = Instant::now();
+            match backend.warmup() {
+                Ok(tokens) => backlog.calibrate(tokens, started.elapsed()),
+                Err(e) => {
+                    let _ = ready.send(Err(anyhow::anyhow!("warm-up forward pass failed: {e}")));
+                    return;
+                }
             }
             healthy.store(true, Ordering::SeqCst);
             let report = Ready {
@@ -118,14 +147,27 @@ pub fn spawn(
             if ready.send(Ok(report)).is_err() {
                 return;
             }
-            Actor {
+            let actor = Actor {
                 backend,
                 rx,
                 metrics,
-                healthy,
+                healthy: healthy.clone(),
+                backlog,
                 pending: Vec::new(),
+                batches: 0,
+            };
+            // The actor (its queue, its channel, every reply sender) is dropped while unwinding,
+            // so each text it held is answered 503 before the worker is told.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| actor.run()));
+            if let Err(panic) = outcome {
+                healthy.store(false, Ordering::SeqCst);
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                let _ = died.send(what);
             }
-            .run();
         })?;
     Ok(QueueHandle { tx })
 }
@@ -135,7 +177,9 @@ struct Actor {
     rx: mpsc::UnboundedReceiver<Command>,
     metrics: WorkerMetrics,
     healthy: Arc<AtomicBool>,
+    backlog: Arc<Backlog>,
     pending: Vec<Entry>,
+    batches: u64,
 }
 
 impl Actor {
@@ -182,9 +226,14 @@ impl Actor {
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let (max_tokens, max_rows) = self.backend.batch_limits();
         let packed = self.backend.packs_rows();
-        let mut replies: Vec<Option<(oneshot::Sender<_>, Instant)>> = round
+        type Reply = (
+            oneshot::Sender<Result<Outcome, ServeError>>,
+            Instant,
+            Ticket,
+        );
+        let mut replies: Vec<Option<Reply>> = round
             .into_iter()
-            .map(|e| Some((e.reply, e.enqueued)))
+            .map(|e| Some((e.reply, e.enqueued, e.ticket)))
             .collect();
         for batch in plan_batches(&order, &ids, max_tokens, max_rows, !packed) {
             self.metrics.queue_size.sub(batch.len() as i64);
@@ -192,7 +241,7 @@ impl Actor {
             let live: Vec<usize> = batch
                 .into_iter()
                 .filter(|&i| match &replies[i] {
-                    Some((reply, _)) if reply.is_closed() => {
+                    Some((reply, _, _)) if reply.is_closed() => {
                         self.metrics.dropped.inc();
                         replies[i] = None;
                         false
@@ -213,6 +262,8 @@ impl Actor {
             } else {
                 (longest * rows.len()) as f64
             });
+            self.batches += 1;
+            debug_trigger::maybe_panic(self.batches);
             let started = Instant::now();
             let result = self.backend.forward(&rows);
             let inference_time = started.elapsed();
@@ -220,8 +271,10 @@ impl Actor {
             match result {
                 Ok(scores) if scores.len() == live.len() => {
                     self.healthy.store(true, Ordering::SeqCst);
+                    self.backlog.observe(real, inference_time);
                     for (&i, scored) in live.iter().zip(scores) {
-                        if let Some((reply, enqueued)) = replies[i].take() {
+                        if let Some((reply, enqueued, ticket)) = replies[i].take() {
+                            drop(ticket);
                             let queue_time = started.saturating_duration_since(enqueued);
                             self.metrics.queue.observe(queue_time.as_secs_f64());
                             let _ = reply.send(Ok(Outcome {
@@ -244,7 +297,8 @@ impl Actor {
                     eprintln!("wildreward worker: {message}");
                     self.healthy.store(false, Ordering::SeqCst);
                     for &i in &live {
-                        if let Some((reply, _)) = replies[i].take() {
+                        if let Some((reply, _, ticket)) = replies[i].take() {
+                            drop(ticket);
                             let _ = reply.send(Err(ServeError::Backend(message.clone())));
                         }
                     }
@@ -252,4 +306,30 @@ impl Actor {
             }
         }
     }
+}
+
+/// A test-only way to make the inference thread panic, read only by debug builds (release builds
+/// compile it to nothing): when the file named by `WILDREWARD_DEBUG_PANIC_FILE` exists as a batch
+/// is about to run, the first worker to rename it away panics. The fleet test uses it to check that
+/// a worker whose inference thread dies is restarted and loses no client request.
+mod debug_trigger {
+    /// The environment variable naming the trigger file.
+    #[cfg(debug_assertions)]
+    const VAR: &str = "WILDREWARD_DEBUG_PANIC_FILE";
+
+    #[cfg(debug_assertions)]
+    pub fn maybe_panic(batch: u64) {
+        let Some(path) = std::env::var_os(VAR) else {
+            return;
+        };
+        let claimed = std::path::PathBuf::from(&path)
+            .with_extension(format!("claimed-{}-{batch}", std::process::id()));
+        // Only one process wins the rename, so one worker panics once per file.
+        if std::fs::rename(&path, &claimed).is_ok() {
+            panic!("{VAR} asked the inference thread to panic (batch {batch})");
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    pub fn maybe_panic(_batch: u64) {}
 }

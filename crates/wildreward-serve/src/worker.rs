@@ -3,14 +3,16 @@
 //! thread, then scores `/get_reward` and `/score` through the batching queue. Shutdown drains:
 //! requests already accepted are answered.
 
-use crate::backend::ModelInfo;
+use crate::backend::{ModelInfo, ScoreInput};
+use crate::backlog::Backlog;
 use crate::config::{truncation_name, WorkerConfig};
 use crate::error::ServeError;
 use crate::http::{finish, input_offset, set_time_header, JsonBody};
 use crate::infer::{Infer, Scoring};
 use crate::metrics::WorkerMetrics;
-use crate::query_format::{get_reward_texts, score_texts};
+use crate::query_format::{get_reward_texts, score_inputs};
 use crate::queue::{self, Loader};
+use crate::vllm::{ClassificationResponse, ClassifyRequest, PoolingResponse};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +34,7 @@ struct Worker {
     info: OnceLock<ModelInfo>,
     healthy: Arc<AtomicBool>,
     failure: Mutex<Option<String>>,
+    backlog: Arc<Backlog>,
     metrics: WorkerMetrics,
 }
 
@@ -49,7 +52,9 @@ impl Worker {
 
 /// Serves a worker on `listener` until `shutdown` resolves (then drains in-flight requests).
 /// `loader` runs on the inference thread; a load or warm-up failure stops the server and is
-/// returned as is (so a bad model path keeps its exit code).
+/// returned as is (so a bad model path keeps its exit code). A panic on the inference thread
+/// stops it too, after its in-flight requests were answered 503, and is returned as an error (so
+/// the process exits and a fleet starts a fresh one rather than keep a worker that cannot score).
 pub async fn serve(
     listener: TcpListener,
     cfg: WorkerConfig,
@@ -59,14 +64,23 @@ pub async fn serve(
     cfg.validate()?;
     let metrics = WorkerMetrics::new()?;
     let healthy = Arc::new(AtomicBool::new(false));
+    let backlog = Backlog::new(cfg.max_queue);
     let (ready_tx, ready_rx) = oneshot::channel();
-    let queue = queue::spawn(loader, metrics.clone(), healthy.clone(), ready_tx)?;
+    let (died_tx, died_rx) = oneshot::channel::<String>();
+    let parts = queue::QueueParts {
+        metrics: metrics.clone(),
+        healthy: healthy.clone(),
+        backlog: backlog.clone(),
+        died: died_tx,
+    };
+    let queue = queue::spawn(loader, parts, ready_tx)?;
     let worker = Arc::new(Worker {
         cfg,
         infer: OnceLock::new(),
         info: OnceLock::new(),
         healthy,
         failure: Mutex::new(None),
+        backlog,
         metrics,
     });
 
@@ -85,12 +99,16 @@ pub async fn serve(
                 ready.tokenizer,
                 w.cfg.tokenization_workers,
                 w.cfg.limits.clone(),
+                w.backlog.clone(),
                 w.metrics.clone(),
             )?;
             Ok((ready.info, infer))
         });
         match ready {
             Ok((info, infer)) => {
+                w.metrics
+                    .head_initialised
+                    .set(i64::from(info.head_initialised));
                 let _ = w.info.set(info);
                 let _ = w.infer.set(infer);
             }
@@ -110,30 +128,43 @@ pub async fn serve(
         .route("/metrics", get(metrics_text))
         .route("/get_reward", post(get_reward))
         .route("/score", post(score))
+        .route("/classify", post(classify))
+        .route("/v1/classify", post(classify))
+        .route("/pooling", post(pooling))
         .with_state(worker.clone());
-    let limits = &worker.cfg.limits;
-    let app = finish(
-        routes,
-        limits.api_key.clone(),
-        limits.max_body_bytes,
-        worker.metrics.http.clone(),
-    );
+    let app = finish(routes, &worker.cfg.limits, worker.metrics.http.clone());
+    let header_timeout = worker.cfg.limits.read_timeout;
 
     let (stop_tx, stop_rx) = oneshot::channel::<Option<anyhow::Error>>();
+    let w = worker.clone();
     tokio::spawn(async move {
+        let died = async move {
+            let Ok(what) = died_rx.await else {
+                return std::future::pending().await;
+            };
+            let message = format!(
+                "the inference thread panicked ({what}); its requests were answered 503 and the \
+                 worker stops so that it can be restarted"
+            );
+            eprintln!("wildreward worker: {message}");
+            if let Ok(mut f) = w.failure.lock() {
+                *f = Some(message.clone());
+            }
+            anyhow::anyhow!(message)
+        };
         tokio::select! {
             _ = shutdown => { let _ = stop_tx.send(None); }
             Ok(e) = failed_rx => { let _ = stop_tx.send(Some(e)); }
+            e = died => { let _ = stop_tx.send(Some(e)); }
         }
     });
     let (err_tx, err_rx) = oneshot::channel();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            if let Ok(failure) = stop_rx.await {
-                let _ = err_tx.send(failure);
-            }
-        })
-        .await?;
+    crate::http::serve(listener, app, header_timeout, async move {
+        if let Ok(failure) = stop_rx.await {
+            let _ = err_tx.send(failure);
+        }
+    })
+    .await?;
     match err_rx.await {
         Ok(Some(load_error)) => Err(load_error),
         _ => Ok(()),
@@ -142,10 +173,10 @@ pub async fn serve(
 
 async fn info(State(w): State<Arc<Worker>>) -> Json<serde_json::Value> {
     let limits = &w.cfg.limits;
-    let status = if w.infer.get().is_some() {
-        "ready"
-    } else if w.failure.lock().map(|f| f.is_some()).unwrap_or(false) {
+    let status = if w.failure.lock().map(|f| f.is_some()).unwrap_or(false) {
         "failed"
+    } else if w.infer.get().is_some() {
+        "ready"
     } else {
         "loading"
     };
@@ -154,12 +185,23 @@ async fn info(State(w): State<Arc<Worker>>) -> Json<serde_json::Value> {
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "model": w.info.get(),
+        "head_initialised": w.info.get().map(|i| i.head_initialised),
         "query_format": w.cfg.query_format.name(),
+        "classify_input": w.cfg.classify_input.name(),
+        "classify_output": w.cfg.classify_output.name(),
         "truncation": truncation_name(w.cfg.scorer.truncation),
         "limits": {
             "max_client_batch": limits.max_client_batch,
             "max_in_flight": limits.max_in_flight,
             "max_body_bytes": limits.max_body_bytes,
+            "retry_after_s": limits.retry_after_s,
+            "read_timeout_s": limits.read_timeout.as_secs_f64(),
+            "max_queue_seconds": w.cfg.max_queue.as_secs_f64(),
+        },
+        "backlog": {
+            "queued_tokens": w.backlog.queued_tokens(),
+            "seconds_per_token": w.backlog.seconds_per_token(),
+            "expected_wait_s": w.backlog.expected_wait_s(),
         },
     }))
 }
@@ -185,6 +227,7 @@ async fn get_reward(
     let started = Instant::now();
     let offset = input_offset(&headers);
     let texts = get_reward_texts(req, w.cfg.query_format, w.cfg.empty_history, offset)?;
+    let texts = texts.into_iter().map(ScoreInput::Text).collect();
     let scoring = w.infer()?.score("query", texts, offset).await?;
     let rewards = scoring.scored.iter().map(|s| s.reward).collect();
     Ok(with_timings(
@@ -200,7 +243,7 @@ async fn score(
     JsonBody(req): JsonBody<ScoreRequest>,
 ) -> Result<Response, ServeError> {
     let started = Instant::now();
-    let texts = score_texts(&req.items, w.cfg.empty_history);
+    let texts = score_inputs(req.items, w.cfg.empty_history);
     let scoring = w
         .infer()?
         .score("items", texts, input_offset(&headers))
@@ -215,6 +258,41 @@ async fn score(
         &scoring,
         started,
     ))
+}
+
+/// Scores vLLM's `/classify` (see [`crate::vllm`]).
+async fn classify_scores(
+    w: &Worker,
+    headers: &HeaderMap,
+    req: &ClassifyRequest,
+) -> Result<(ClassificationResponse, Scoring), ServeError> {
+    let offset = input_offset(headers);
+    let texts = req.texts(w.cfg.classify_input, w.cfg.empty_history, offset)?;
+    let scoring = w.infer()?.score("input", texts, offset).await?;
+    let served = w.info.get().map(|i| i.model.as_str()).unwrap_or_default();
+    let body = ClassificationResponse::new(req, served, &scoring.scored, w.cfg.classify_output);
+    Ok((body, scoring))
+}
+
+async fn classify(
+    State(w): State<Arc<Worker>>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<ClassifyRequest>,
+) -> Result<Response, ServeError> {
+    let started = Instant::now();
+    let (body, scoring) = classify_scores(&w, &headers, &req).await?;
+    Ok(with_timings(Json(body), &scoring, started))
+}
+
+async fn pooling(
+    State(w): State<Arc<Worker>>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<ClassifyRequest>,
+) -> Result<Response, ServeError> {
+    let started = Instant::now();
+    let (body, scoring) = classify_scores(&w, &headers, &req).await?;
+    let body = PoolingResponse::from_classification(body);
+    Ok(with_timings(Json(body), &scoring, started))
 }
 
 fn with_timings(body: impl IntoResponse, scoring: &Scoring, started: Instant) -> Response {

@@ -237,6 +237,13 @@ impl TrainConfig {
                 self.warmup_ratio
             ));
         }
+        if self.loss == LossKind::Coral {
+            // Refused before any work: the result could not be saved (see CORAL_NOT_SAVED).
+            return bad(format!(
+                "loss = \"coral\": {}",
+                wildreward_model::checkpoint::CORAL_NOT_SAVED
+            ));
+        }
         if self.loss != LossKind::Bt && self.num_labels < 1 {
             return bad("num_labels must be at least 1".into());
         }

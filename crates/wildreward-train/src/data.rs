@@ -5,14 +5,16 @@
 //! The reference truncates on the right at 4096 tokens, cutting off the response it is judging. Here
 //! an input that is too long loses its **history** first (oldest message first), then the middle of
 //! the query, and only as a last resort the middle of the response, so the template's header, the
-//! response's end and the footer always survive.
+//! response's end and the footer always survive. That rule is [`wildreward_model::TurnEncoder`],
+//! shared with every scoring path, so served rewards read the inputs training saw.
 
 use crate::error::{Result, TrainError};
 use serde_json::Value;
 use std::path::Path;
 use tokenizers::Tokenizer;
+use wildreward_model::TurnEncoder;
 use wildreward_types::chat::{Message, Role};
-use wildreward_types::template::{build_text, EmptyHistory};
+use wildreward_types::template::EmptyHistory;
 
 /// A conversation turn to score: what came before, the user's query and the assistant's response.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,114 +171,25 @@ pub fn read_split(path: &Path, pairs: bool, limit: usize) -> Result<Vec<Example>
     Ok(out)
 }
 
-/// Renders turns with the RM template and tokenises them within a token budget.
+/// Renders turns with the RM template and tokenises them within a token budget: the model crate's
+/// [`TurnEncoder`], the one encoding that scoring uses too.
 pub struct Encoder<'a> {
-    tokenizer: &'a Tokenizer,
-    max_length: usize,
-    empty: EmptyHistory,
+    inner: TurnEncoder<'a>,
 }
 
 impl<'a> Encoder<'a> {
     /// An encoder with this budget.
     pub fn new(tokenizer: &'a Tokenizer, max_length: usize, empty: EmptyHistory) -> Self {
         Self {
-            tokenizer,
-            max_length,
-            empty,
+            inner: TurnEncoder::new(tokenizer, max_length, empty),
         }
-    }
-
-    fn ids(&self, text: &str) -> Result<Vec<u32>> {
-        self.tokenizer
-            .encode(text, true)
-            .map(|e| e.get_ids().to_vec())
-            .map_err(|e| TrainError::input(format!("cannot tokenise: {e}")))
-    }
-
-    fn render(&self, history: &[Message], query: &str, response: &str) -> Result<Vec<u32>> {
-        self.ids(&build_text(history, query, response, self.empty))
     }
 
     /// The ids of `turn` within the budget, and whether anything was cut.
     pub fn encode_turn(&self, turn: &Turn) -> Result<(Vec<u32>, bool)> {
-        let full = self.render(&turn.history, &turn.query, &turn.response)?;
-        if full.len() <= self.max_length {
-            return Ok((full, false));
-        }
-        // 1. Drop the oldest history messages: the fewest drops that fit (binary search; fewer
-        //    messages never means more tokens).
-        let n = turn.history.len();
-        let fits = |k: usize| -> Result<Option<Vec<u32>>> {
-            let ids = self.render(&turn.history[k..], &turn.query, &turn.response)?;
-            Ok((ids.len() <= self.max_length).then_some(ids))
-        };
-        if n > 0 {
-            if let Some(ids) = fits(n)? {
-                let (mut lo, mut hi, mut best) = (0, n, ids);
-                while lo < hi {
-                    let mid = (lo + hi) / 2;
-                    match fits(mid)? {
-                        Some(ids) => {
-                            best = ids;
-                            hi = mid;
-                        }
-                        None => lo = mid + 1,
-                    }
-                }
-                return Ok((best, true));
-            }
-        }
-        // 2. No history left: cut the middle of the query, then (last resort) of the response.
-        let query = self.cut_middle(&turn.query, |q| self.render(&[], q, &turn.response))?;
-        if let Some(ids) = query.1 {
-            return Ok((ids, true));
-        }
-        let (q, _) = query;
-        let (_, ids) = self.cut_middle(&turn.response, |r| self.render(&[], &q, r))?;
-        match ids {
-            Some(ids) => Ok((ids, true)),
-            None => Err(TrainError::input(format!(
-                "even with an empty query and response the template exceeds max_length {}",
-                self.max_length
-            ))),
-        }
-    }
-
-    /// Keeps the longest head + tail of `text` (equal halves, by characters) whose rendering fits;
-    /// returns the shortened text (empty when nothing fits) and its ids when something did.
-    fn cut_middle(
-        &self,
-        text: &str,
-        render: impl Fn(&str) -> Result<Vec<u32>>,
-    ) -> Result<(String, Option<Vec<u32>>)> {
-        let chars: Vec<char> = text.chars().collect();
-        let keep = |k: usize| -> String {
-            let head = k.div_ceil(2);
-            let tail = k / 2;
-            let mut s: String = chars[..head].iter().collect();
-            s.push_str(" … ");
-            s.extend(&chars[chars.len() - tail..]);
-            s
-        };
-        let (mut lo, mut hi) = (0usize, chars.len());
-        let mut best: Option<(String, Vec<u32>)> = None;
-        while lo <= hi {
-            let mid = (lo + hi) / 2;
-            let candidate = keep(mid);
-            let ids = render(&candidate)?;
-            if ids.len() <= self.max_length {
-                best = Some((candidate, ids));
-                lo = mid + 1;
-            } else if mid == 0 {
-                break;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        Ok(match best {
-            Some((s, ids)) => (s, Some(ids)),
-            None => (String::new(), None),
-        })
+        self.inner
+            .encode(&turn.history, &turn.query, &turn.response)
+            .map_err(|e| TrainError::input(e.to_string()))
     }
 
     /// Encodes one example.

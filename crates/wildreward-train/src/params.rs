@@ -172,6 +172,8 @@ fn build_any(
         config.architectures = vec![arch.classification_class().to_string()];
         config.num_labels = Some(outputs);
         config.wildreward_head = Some(kind.name().to_string());
+        // The head trains: whatever the checkpoint said, the saved one will not be a random one.
+        config.wildreward_head_initialised = None;
         tensors.extend(head.tensors());
     }
 

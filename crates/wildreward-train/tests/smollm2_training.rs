@@ -91,15 +91,23 @@ fn short_run(mode: TrainMode, loss: LossKind, steps: usize, lr: f64) -> (f64, f6
 
 #[test]
 fn every_loss_lowers_the_loss_with_the_head() {
-    for loss in [
-        LossKind::Ordinal,
-        LossKind::Coral,
-        LossKind::Corn,
-        LossKind::Bt,
-    ] {
+    for loss in [LossKind::Ordinal, LossKind::Corn, LossKind::Bt] {
         let (before, after) = short_run(TrainMode::Head, loss, 12, 1e-3);
         assert!(after < before * 0.95, "{loss:?}: {before} -> {after}");
     }
+}
+
+#[test]
+fn a_coral_run_is_refused_before_training_because_transformers_cannot_load_it() {
+    let config = TrainConfig {
+        loss: LossKind::Coral,
+        ..TrainConfig::default()
+    };
+    let e = config.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("CORAL") && e.contains("transformers") && e.contains("corn"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -23,7 +23,9 @@ pub enum EmptyHistory {
 /// The placeholder the training data uses for an empty history.
 pub const NO_PREVIOUS_CONTEXT: &str = "No previous context.";
 
-const HEADER: &str = "# Task Description\n\
+/// Everything before the history: the task description and scoring criteria. Truncation keeps it
+/// whole (with the BOS before it), so an over-long text still reads as the task the model learnt.
+pub const HEADER: &str = "# Task Description\n\
 You are an expert conversation evaluator. Your task is to judge the **User's Satisfaction** with the Assistant's response based on the conversation context.\n\
 Please rate the response on a scale of 1 to 5 integers.\n\
 \n\
@@ -37,7 +39,8 @@ Please rate the response on a scale of 1 to 5 integers.\n\
 # Input Data\n\
 ## Context (History)\n";
 
-const FOOTER: &str = "# Output\n\
+/// The instruction after the response; the reward is read at its last token.
+pub const FOOTER: &str = "# Output\n\
 Based on the criteria above, please output ONLY the integer score (1, 2, 3, 4, or 5).";
 
 /// Formats a history the way the reference does: `role: content\n` for each message, in order.

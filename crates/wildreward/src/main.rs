@@ -42,7 +42,8 @@ struct ScoreArgs {
     /// Output JSONL (default: stdout).
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Maximum tokens per text (longer texts keep their end).
+    /// Maximum tokens per input: longer `messages` lines are cut as training cuts them (history,
+    /// then the query's middle); longer `text` lines lose their middle, keeping the template header.
     #[arg(long, default_value_t = 4096)]
     max_length: usize,
     /// Context section for an empty history: `training` ("No previous context.", what released

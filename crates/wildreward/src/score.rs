@@ -2,7 +2,8 @@
 //!
 //! Each input line holds either `text` (scored as it is) or `messages` ending with the assistant's
 //! response after a user query (plus optional `history`, and any earlier messages count as history);
-//! the shared RM template turns those into text, exactly as training data was built.
+//! those are encoded by the training encoder ([`wildreward_model::TurnEncoder`]): the same template
+//! and, when over-long, the same cuts as training (history first, then the query's middle).
 
 use crate::BadInput;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,12 +30,43 @@ pub struct ScoreOptions {
     pub quantized: bool,
 }
 
-/// The RM text of one input line.
-pub fn text_of(line: &Map<String, Value>, empty: EmptyHistory) -> Result<String, String> {
+/// What one input line asks to score.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LineInput {
+    /// `text`: a ready-made RM text, scored as it is (cut in the middle when over-long, keeping
+    /// BOS and the template header).
+    Text(String),
+    /// `messages` (+ `history`): a turn, encoded exactly as training encodes it.
+    Turn {
+        /// Messages before the query (`history`, then any earlier `messages`).
+        history: Vec<Message>,
+        /// The last user message.
+        query: String,
+        /// The assistant's response to it.
+        response: String,
+    },
+}
+
+impl LineInput {
+    /// The RM text (the template applied to a turn).
+    pub fn text(&self, empty: EmptyHistory) -> String {
+        match self {
+            LineInput::Text(t) => t.clone(),
+            LineInput::Turn {
+                history,
+                query,
+                response,
+            } => build_text(history, query, response, empty),
+        }
+    }
+}
+
+/// What one input line holds.
+pub fn input_of(line: &Map<String, Value>) -> Result<LineInput, String> {
     if let Some(t) = line.get("text") {
         return t
             .as_str()
-            .map(str::to_string)
+            .map(|t| LineInput::Text(t.to_string()))
             .ok_or_else(|| "`text` is not a string".to_string());
     }
     let messages: Vec<Message> = match line.get("messages") {
@@ -50,19 +82,18 @@ pub fn text_of(line: &Map<String, Value>, empty: EmptyHistory) -> Result<String,
         return Err("`messages` must end with a user query and the assistant's response".into());
     }
     history.extend_from_slice(&messages[..n - 2]);
-    Ok(build_text(
-        &history,
-        &messages[n - 2].content,
-        &messages[n - 1].content,
-        empty,
-    ))
+    Ok(LineInput::Turn {
+        history,
+        query: messages[n - 2].content.clone(),
+        response: messages[n - 1].content.clone(),
+    })
 }
 
-/// One input line: its JSON object and the RM text built from it.
-type InputLine = (Map<String, Value>, String);
+/// One input line: its line number, its JSON object and what it asks to score.
+type InputLine = (usize, Map<String, Value>, LineInput);
 
 /// Reads and validates every line first (nothing is scored if one is bad).
-fn read_lines(path: &Path, empty: EmptyHistory) -> Result<Vec<InputLine>, BadInput> {
+fn read_lines(path: &Path) -> Result<Vec<InputLine>, BadInput> {
     let text =
         std::fs::read_to_string(path).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
     let mut out = vec![];
@@ -72,11 +103,11 @@ fn read_lines(path: &Path, empty: EmptyHistory) -> Result<Vec<InputLine>, BadInp
         }
         let at = |m: String| BadInput(format!("{}:{}: {m}", path.display(), i + 1));
         let obj: Map<String, Value> = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
-        let rm_text = text_of(&obj, empty).map_err(at)?;
-        if rm_text.is_empty() {
+        let input = input_of(&obj).map_err(at)?;
+        if input == LineInput::Text(String::new()) {
             return Err(at("empty text".into()));
         }
-        out.push((obj, rm_text));
+        out.push((i + 1, obj, input));
     }
     if out.is_empty() {
         return Err(BadInput(format!("{}: no input lines", path.display())));
@@ -84,9 +115,35 @@ fn read_lines(path: &Path, empty: EmptyHistory) -> Result<Vec<InputLine>, BadInp
     Ok(out)
 }
 
+/// The ids of each line of a chunk: texts per the scorer's truncation, turns by the training
+/// encoder. An error names the input file's line.
+fn encode_chunk(
+    scorer: &Scorer,
+    chunk: &[InputLine],
+    path: &Path,
+    empty: EmptyHistory,
+) -> anyhow::Result<Vec<(Vec<u32>, bool)>> {
+    chunk
+        .iter()
+        .map(|(line_no, _, input)| {
+            let encoded = match input {
+                LineInput::Text(t) => scorer.tokenize(&[t.as_str()]).map(|mut v| v.remove(0)),
+                LineInput::Turn {
+                    history,
+                    query,
+                    response,
+                } => scorer.encode_turn(history, query, response, empty),
+            };
+            encoded.map_err(|e| {
+                anyhow::Error::from(BadInput(format!("{}:{line_no}: {e}", path.display())))
+            })
+        })
+        .collect()
+}
+
 /// Scores every line; returns how many were scored.
 pub fn run(opts: &ScoreOptions) -> anyhow::Result<usize> {
-    let lines = read_lines(&opts.input, opts.empty_history)?;
+    let lines = read_lines(&opts.input)?;
     let load = LoadOptions {
         quantized: opts.quantized,
         ..LoadOptions::inference()
@@ -112,8 +169,8 @@ pub fn run(opts: &ScoreOptions) -> anyhow::Result<usize> {
     );
     let mut rendered = Vec::with_capacity(lines.len());
     for chunk in lines.chunks(64) {
-        let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
-        for ((obj, _), s) in chunk.iter().zip(scorer.score(&texts)?) {
+        let encoded = encode_chunk(&scorer, chunk, &opts.input, opts.empty_history)?;
+        for ((_, obj, _), s) in chunk.iter().zip(scorer.score_encoded(encoded)?) {
             let mut obj = obj.clone();
             obj.insert("reward".into(), s.reward.into());
             obj.insert("probs".into(), s.probs.into());
@@ -147,13 +204,13 @@ mod tests {
 
     #[test]
     fn messages_and_history_build_the_template() {
-        let t = text_of(
-            &obj(r#"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},
+        let t = input_of(&obj(
+            r#"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},
                 {"role":"user","content":"q"},{"role":"assistant","content":"r"}],
-                "history":[{"role":"user","content":"first"}]}"#),
-            EmptyHistory::Training,
-        )
-        .unwrap();
+                "history":[{"role":"user","content":"first"}]}"#,
+        ))
+        .unwrap()
+        .text(EmptyHistory::Training);
         assert!(t.contains("user: first\nuser: hi\nassistant: hello\n\n\n## User Query\nq\n"));
         assert!(t.contains("## Assistant Response\nr\n"));
     }
@@ -172,7 +229,7 @@ mod tests {
                 "unknown variant",
             ),
         ] {
-            let err = text_of(&obj(line), EmptyHistory::Training).unwrap_err();
+            let err = input_of(&obj(line)).unwrap_err();
             assert!(err.contains(want), "{line}: {err}");
         }
     }

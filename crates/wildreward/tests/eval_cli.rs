@@ -58,6 +58,13 @@ fn eval_writes_a_report_with_accuracy_per_subset_and_plots() {
         "--cache-dir",
         cache.to_str().unwrap(),
     ];
+    // The GGUF has no reward head: refused unless allowed, before anything is scored.
+    let o = run(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(65), "{err}");
+    assert!(err.contains("--allow-untrained-head"), "{err}");
+    assert!(!out.join("report.json").exists());
+    let args: Vec<&str> = args.into_iter().chain(["--allow-untrained-head"]).collect();
     let o = run(&args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");

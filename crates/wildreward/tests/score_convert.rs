@@ -60,6 +60,25 @@ fn convert_then_score_agrees_with_scoring_the_gguf() {
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["architecture"], "LlamaForSequenceClassification");
     assert_eq!(report["tensors"], 30 * 9 + 2 + 1);
+    // The random head is marked in config.json, so every later load knows it is untrained.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(converted.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["wildreward_head_initialised"], true);
+    let loaded = wildreward_model::RewardModel::load(
+        &converted,
+        &wildreward_model::LoadOptions::inference(),
+    )
+    .unwrap();
+    assert!(loaded.head_was_initialised());
+    let o = run(&["serve", "worker", "--model", s(&converted), "--port", "0"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(65),
+        "serve refuses the converted random head: {err}"
+    );
+    assert!(err.contains("--allow-untrained-head"), "{err}");
 
     let (out_dir, out_gguf) = (dir.join("dir.jsonl"), dir.join("gguf.jsonl"));
     let o = run(&[

@@ -4,128 +4,14 @@
 //! 429 + Retry-After and never queues more than its bound.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-fn gguf() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    wildreward_model::assets::asset(&root, wildreward_model::assets::SMOLLM2_GGUF)
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// A response: status, lower-cased headers, body.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Plain HTTP/1.1 over a TCP socket, one connection per request (what the simplest client does).
-fn http(method: &str, url: &str, body: Option<&str>) -> std::io::Result<Reply> {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let mut s = TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(300)))?;
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no header end"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no status"))?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
-        .collect();
-    Ok(Reply {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    })
-}
-
-fn get(url: &str) -> Value {
-    http("GET", url, None).unwrap().json()
-}
-
-/// Starts `wildreward <args>` and returns it with the URL it printed.
-fn spawn(args: &[&str], log: &str) -> (Child, String) {
-    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(log);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wildreward"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no address in {line:?}; see {}", log.display()))
-        .trim()
-        .to_string();
-    (child, url)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success(), "kill {sig} {pid}");
-}
-
-fn rewards(reply: &Reply) -> Vec<f64> {
-    reply.json()["rewards"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no rewards: {}", String::from_utf8_lossy(&reply.body)))
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect()
-}
+use std::time::Duration;
 
 fn texts(client: usize) -> String {
     json!({ "query": [
@@ -144,6 +30,7 @@ fn fleet_survives_a_sigkilled_worker_restarts_it_and_drains_on_sigterm() {
             "serve",
             "--model",
             model.to_str().unwrap(),
+            "--allow-untrained-head",
             "--workers",
             "4",
             "--port",
@@ -332,6 +219,7 @@ fn an_overloaded_worker_answers_429_with_retry_after_and_stays_bounded() {
             "worker",
             "--model",
             model.to_str().unwrap(),
+            "--allow-untrained-head",
             "--port",
             "0",
             "--max-length",

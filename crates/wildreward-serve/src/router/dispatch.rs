@@ -1,11 +1,13 @@
 //! Sending one request (or one part of a split batch) to a worker, with failover: a try that fails
 //! for the worker's sake (connection refused or reset, timeout, 5xx, 429) is retried on another
 //! worker, within a bounded number of tries and the request's deadline; a try that fails for the
-//! client's sake (another 4xx) is answered as the worker answered it. A worker whose connection
+//! client's sake (another 4xx, or a non-finite score) is answered as the worker answered it. A
+//! worker that says 429 is not asked again for the same request; when all have, the 429 goes to
+//! the client with the soonest `Retry-After` any worker gave. A worker whose connection
 //! fails is taken out at once; the health checks put it back.
 
 use super::pool::Pool;
-use crate::error::ServeError;
+use crate::error::{ServeError, NON_FINITE};
 use crate::http::INPUT_OFFSET_HEADER;
 use axum::body::Bytes;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -41,7 +43,9 @@ enum TryError {
 }
 
 impl Dispatcher {
-    /// Posts `body` to `path` on workers until one answers 2xx; returns that body.
+    /// Posts `body` to `path` on workers until one answers 2xx; returns that body. A worker that
+    /// answers 429 is not asked again for this request; once every healthy worker has, the 429 is
+    /// passed on with the soonest `Retry-After` they gave.
     pub async fn send(
         &self,
         path: &str,
@@ -50,15 +54,22 @@ impl Dispatcher {
         deadline: Instant,
     ) -> Result<Bytes, ServeError> {
         let mut tried: Vec<usize> = Vec::new();
+        let mut overloaded: Vec<usize> = Vec::new();
+        let mut soonest_retry: Option<u64> = None;
         let mut last: Option<ServeError> = None;
         for attempt in 0..self.max_attempts {
-            let Some(i) = self.next_worker(&mut tried, deadline).await else {
+            let Some(i) = self.next_worker(&mut tried, &overloaded, deadline).await else {
                 break;
             };
             tried.push(i);
             match self.try_once(i, path, body.clone(), offset, deadline).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(TryError::Final(e)) => return Err(e),
+                Err(TryError::Retry(ServeError::Overloaded { retry_after_s, .. })) => {
+                    overloaded.push(i);
+                    soonest_retry =
+                        Some(soonest_retry.map_or(retry_after_s, |s| s.min(retry_after_s)));
+                }
                 Err(TryError::Retry(e)) => {
                     last = Some(e);
                     let pause = Duration::from_millis(25 << attempt.min(5));
@@ -69,14 +80,16 @@ impl Dispatcher {
                 }
             }
         }
-        Err(match last {
-            Some(ServeError::Overloaded { .. }) => ServeError::Overloaded {
+        if let Some(retry_after_s) = soonest_retry {
+            return Err(ServeError::Overloaded {
                 message: format!(
-                    "every worker tried ({}) is at its in-flight limit; retry later",
-                    tried.len()
+                    "every worker tried ({}) is busy past its bound; retry in {retry_after_s} s",
+                    overloaded.len()
                 ),
-                retry_after_s: self.retry_after_s,
-            },
+                retry_after_s,
+            });
+        }
+        Err(match last {
             Some(e @ ServeError::Upstream { .. }) => e,
             _ if Instant::now() >= deadline => {
                 ServeError::Timeout("the request ran past --request-timeout".into())
@@ -92,21 +105,28 @@ impl Dispatcher {
         })
     }
 
-    /// A healthy worker not yet tried; once all have been, any healthy one; when none is healthy,
-    /// waits a little for one to come back (a restarting worker) before giving up.
-    async fn next_worker(&self, tried: &mut Vec<usize>, deadline: Instant) -> Option<usize> {
+    /// A healthy worker not yet tried and not `overloaded`; once all have been tried, any healthy
+    /// one not overloaded; when none is healthy, waits a little for one to come back (a restarting
+    /// worker) before giving up — unless some worker is merely overloaded, which is answered now.
+    async fn next_worker(
+        &self,
+        tried: &mut Vec<usize>,
+        overloaded: &[usize],
+        deadline: Instant,
+    ) -> Option<usize> {
         let give_up = (Instant::now() + self.no_worker_grace).min(deadline);
         loop {
-            if let Some(i) = self.pool.pick(tried) {
+            let skip: Vec<usize> = tried.iter().chain(overloaded).copied().collect();
+            if let Some(i) = self.pool.pick(&skip) {
                 return Some(i);
             }
             if !tried.is_empty() {
-                if let Some(i) = self.pool.pick(&[]) {
+                if let Some(i) = self.pool.pick(overloaded) {
                     tried.clear();
                     return Some(i);
                 }
             }
-            if Instant::now() >= give_up {
+            if !overloaded.is_empty() || Instant::now() >= give_up {
                 return None;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -206,6 +226,11 @@ impl Dispatcher {
         }
         if status.is_client_error() {
             attempt("client_error");
+            return Err(TryError::Final(upstream));
+        }
+        if upstream.error_type() == NON_FINITE {
+            // The same model gives the same NaN on every worker: no use retrying.
+            attempt("server_error");
             return Err(TryError::Final(upstream));
         }
         attempt("server_error");

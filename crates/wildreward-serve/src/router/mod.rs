@@ -9,6 +9,7 @@ pub mod pool;
 use crate::config::RouterConfig;
 use crate::error::ServeError;
 use crate::http::{finish, set_time_header, JsonBody};
+use crate::vllm::{ClassificationResponse, ClassifyRequest, PoolingResponse};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderValue;
@@ -47,6 +48,9 @@ pub async fn serve(
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .pool_max_idle_per_host(256)
+        // Below the workers' header timeout, so a pooled connection is dropped here before a worker
+        // closes it as idle (a request racing that close would look like a dead worker).
+        .pool_idle_timeout((cfg.limits.read_timeout / 2).max(Duration::from_secs(1)))
         .build()?;
     let checks = tokio::spawn(
         pool.clone()
@@ -73,16 +77,12 @@ pub async fn serve(
         .route("/metrics", get(metrics_text))
         .route("/get_reward", post(get_reward))
         .route("/score", post(score))
+        .route("/classify", post(classify))
+        .route("/v1/classify", post(classify))
+        .route("/pooling", post(pooling))
         .with_state(state.clone());
-    let app = finish(
-        routes,
-        state.cfg.limits.api_key.clone(),
-        state.cfg.limits.max_body_bytes,
-        pool.metrics().http.clone(),
-    );
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = finish(routes, &state.cfg.limits, pool.metrics().http.clone());
+    let served = crate::http::serve(listener, app, state.cfg.limits.read_timeout, shutdown).await;
     checks.abort();
     Ok(served?)
 }
@@ -191,6 +191,50 @@ async fn score(
     check_count(out.rewards.len(), n)?;
     check_count(out.probs.len(), n)?;
     Ok(timed(Json(out), started))
+}
+
+/// The parts of a `/classify` or `/pooling` request, each with its first index.
+fn classify_parts(
+    r: &RouterState,
+    req: &ClassifyRequest,
+) -> Result<(usize, Vec<(usize, ClassifyRequest)>), ServeError> {
+    let inputs = req.inputs()?;
+    let parts = r
+        .split(inputs.len())
+        .into_iter()
+        .map(|range| (range.start, req.part(&inputs[range])))
+        .collect();
+    Ok((inputs.len(), parts))
+}
+
+async fn classify(
+    State(r): State<Arc<RouterState>>,
+    JsonBody(req): JsonBody<ClassifyRequest>,
+) -> Result<Response, ServeError> {
+    let started = Instant::now();
+    let n = req.inputs()?.len();
+    let _permits = r.admit("input", n)?;
+    let (_, parts) = classify_parts(&r, &req)?;
+    let answers: Vec<ClassificationResponse> = r.scatter("/classify", parts).await?;
+    let merged = ClassificationResponse::merge(answers)
+        .ok_or_else(|| ServeError::Internal("no part was answered".into()))?;
+    check_count(merged.data.len(), n)?;
+    Ok(timed(Json(merged), started))
+}
+
+async fn pooling(
+    State(r): State<Arc<RouterState>>,
+    JsonBody(req): JsonBody<ClassifyRequest>,
+) -> Result<Response, ServeError> {
+    let started = Instant::now();
+    let n = req.inputs()?.len();
+    let _permits = r.admit("input", n)?;
+    let (_, parts) = classify_parts(&r, &req)?;
+    let answers: Vec<PoolingResponse> = r.scatter("/pooling", parts).await?;
+    let merged = PoolingResponse::merge(answers)
+        .ok_or_else(|| ServeError::Internal("no part was answered".into()))?;
+    check_count(merged.data.len(), n)?;
+    Ok(timed(Json(merged), started))
 }
 
 impl RouterState {

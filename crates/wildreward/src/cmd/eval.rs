@@ -29,9 +29,14 @@ pub struct EvalArgs {
     /// Evaluate at most N items (pairs, prompts or examples), spread evenly over the data.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Maximum tokens per scored text (longer texts keep their end).
+    /// Maximum tokens per scored input (longer ones are cut as training cuts them: history
+    /// first, then the middle of the query).
     #[arg(long, default_value_t = 4096)]
     pub max_length: usize,
+    /// Evaluate a local model whose reward head is untrained (none, or a random one from
+    /// `convert`): refused without it; with it, a warning and a note in the report.
+    #[arg(long)]
+    pub allow_untrained_head: bool,
     /// Score cache directory [default: $WILDREWARD_CACHE, else ~/.cache/wildreward/scores].
     #[arg(long, conflicts_with = "no_cache")]
     pub cache_dir: Option<PathBuf>,
@@ -59,6 +64,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         out: args.out,
         limit: args.limit,
         max_length: args.max_length,
+        allow_untrained_head: args.allow_untrained_head,
         cache_dir,
         client: ClientOptions {
             concurrency: 4,

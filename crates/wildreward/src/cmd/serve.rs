@@ -109,10 +109,15 @@ pub struct ScoringFlags {
     /// Longest text in tokens.
     #[arg(long, default_value_t = 4096)]
     pub max_length: usize,
-    /// Longer texts: `left` keeps their end (the response), `right` their start (the reference),
-    /// `error` refuses them with 422.
-    #[arg(long, default_value = "left")]
+    /// Longer inputs: `middle` cuts them as training does (`/score` items lose history, then the
+    /// query's middle; raw texts keep BOS and the template header, then their end), `left` keeps a
+    /// raw text's end only, `right` its start (the reference), `error` refuses them with 422.
+    #[arg(long, default_value = "middle")]
     pub truncation: String,
+    /// Serve a checkpoint whose reward head is untrained (none, or a random one from `convert`):
+    /// refused without it; with it, a warning and `"head_initialised": true` in /info and metrics.
+    #[arg(long)]
+    pub allow_untrained_head: bool,
     /// How /get_reward reads its queries: raw RM texts, or OpenRLHF prompt+response.
     #[arg(long, default_value = "raw")]
     pub query_format: String,
@@ -123,6 +128,18 @@ pub struct ScoringFlags {
     /// Threads tokenising requests.
     #[arg(long, default_value_t = 2)]
     pub tokenization_workers: usize,
+    /// Longest expected wait a request is admitted into (queued tokens × measured seconds per
+    /// token); 429 with the seconds until it fits beyond [default: 4 on CPU, 2 on CUDA].
+    #[arg(long)]
+    pub max_queue_seconds: Option<f64>,
+    /// How /classify and /pooling read their input: `chat` (a conversation rendered by a chat
+    /// template, ending in the assistant turn to score, as verl sends it) or `raw` (WildReward texts).
+    #[arg(long, default_value = "chat")]
+    pub classify_input: String,
+    /// What /classify's probs (and /pooling's data) hold: `probs` (K level probabilities, as vLLM)
+    /// or `reward` (`[reward]`, where verl's reward loop reads `probs[-1]`).
+    #[arg(long, default_value = "probs")]
+    pub classify_output: String,
 }
 
 /// Auth and limits of a server's HTTP side.
@@ -140,9 +157,14 @@ pub struct HttpFlags {
     /// Most texts in flight before 429 [default: 4096 on a worker, 65536 on the router].
     #[arg(long)]
     pub max_in_flight: Option<usize>,
-    /// Retry-After seconds sent with a 429.
+    /// Retry-After seconds sent with a 429 for texts in flight (a 429 for work says how long the
+    /// backlog needs).
     #[arg(long, default_value_t = 1)]
     pub retry_after: u64,
+    /// Seconds a request's head, and then its body, may take to arrive (slow clients are cut off:
+    /// the connection closed, or 408).
+    #[arg(long, default_value_t = 30)]
+    pub read_timeout: u64,
 }
 
 /// How the router spreads requests over workers.
@@ -179,6 +201,7 @@ impl HttpFlags {
             max_in_flight: self.max_in_flight.unwrap_or(defaults.max_in_flight),
             retry_after_s: self.retry_after,
             api_key: self.api_key.clone().filter(|k| !k.is_empty()),
+            read_timeout: Duration::from_secs(self.read_timeout),
         }
     }
 }
@@ -218,9 +241,38 @@ fn worker_config(
     cfg.query_format = scoring.query_format.parse()?;
     cfg.empty_history = parse_empty_history(&scoring.empty_history)?;
     cfg.tokenization_workers = scoring.tokenization_workers;
+    cfg.classify_input = scoring.classify_input.parse()?;
+    cfg.classify_output = scoring.classify_output.parse()?;
+    cfg.allow_untrained_head = scoring.allow_untrained_head;
     cfg.limits = http.limits(HttpLimits::default());
+    if let Some(s) = scoring.max_queue_seconds {
+        cfg.max_queue = Duration::try_from_secs_f64(s)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                BadInput(format!(
+                    "--max-queue-seconds {s}: expected a positive number of seconds"
+                ))
+            })?;
+    }
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// The HTTP limits a fleet gives the workers it spawns: the flags it was given, with the client
+/// batch at least the largest part the router sends one worker (so a worker never answers 413
+/// for what the router accepted) and the in-flight bound at least that.
+fn spawned_worker_http(http: &HttpFlags, router: &RouterConfig) -> HttpFlags {
+    let largest_part = router.limits.max_client_batch.min(router.max_part);
+    let in_flight = http
+        .max_in_flight
+        .unwrap_or(HttpLimits::default().max_in_flight)
+        .max(largest_part);
+    HttpFlags {
+        max_client_batch: Some(largest_part),
+        max_in_flight: Some(in_flight),
+        ..http.clone()
+    }
 }
 
 fn existing(model: &Path) -> Result<(), BadInput> {
@@ -280,9 +332,12 @@ fn run_fleet(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         args.gpus.iter().map(|g| format!("cuda:{g}")).collect()
     };
+    let cfg = args.routing.config(&args.http)?;
+    cfg.validate()?;
+    let worker_http = spawned_worker_http(&args.http, &cfg);
     // Check every worker's settings here, so a bad flag is one error rather than N crashed workers.
     for d in &devices {
-        worker_config(model.clone(), d, &args.scoring, &args.http)?;
+        worker_config(model.clone(), d, &args.scoring, &worker_http)?;
     }
     let ports: Vec<u16> = (0..args.workers)
         .map(|i| match args.worker_port {
@@ -295,7 +350,6 @@ fn run_fleet(args: ServeArgs) -> anyhow::Result<()> {
             }),
         })
         .collect::<Result<_, _>>()?;
-    let cfg = args.routing.config(&args.http)?;
 
     let mut env = Vec::new();
     if let Some(key) = args.http.api_key.clone() {
@@ -313,7 +367,19 @@ fn run_fleet(args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
     let s = args.scoring.clone();
-    let payload_limit = args.http.payload_limit;
+    let payload_limit = worker_http.payload_limit;
+    let limit_flags: Vec<(&str, String)> = vec![
+        (
+            "--max-client-batch",
+            worker_http.max_client_batch.unwrap_or_default().to_string(),
+        ),
+        (
+            "--max-in-flight",
+            worker_http.max_in_flight.unwrap_or_default().to_string(),
+        ),
+        ("--retry-after", worker_http.retry_after.to_string()),
+        ("--read-timeout", worker_http.read_timeout.to_string()),
+    ];
     let launcher = WorkerLauncher {
         program: std::env::current_exe()?,
         args: Box::new(move |i| {
@@ -336,6 +402,10 @@ fn run_fleet(args: ServeArgs) -> anyhow::Result<()> {
                 s.empty_history.clone(),
                 "--tokenization-workers".into(),
                 s.tokenization_workers.to_string(),
+                "--classify-input".into(),
+                s.classify_input.clone(),
+                "--classify-output".into(),
+                s.classify_output.clone(),
                 "--payload-limit".into(),
                 payload_limit.to_string(),
                 "--exit-on-stdin-eof".into(),
@@ -348,6 +418,15 @@ fn run_fleet(args: ServeArgs) -> anyhow::Result<()> {
                     a.extend([flag.to_string(), v.to_string()]);
                 }
             }
+            if let Some(q) = s.max_queue_seconds {
+                a.extend(["--max-queue-seconds".to_string(), q.to_string()]);
+            }
+            for (flag, value) in &limit_flags {
+                a.extend([flag.to_string(), value.clone()]);
+            }
+            if s.allow_untrained_head {
+                a.push("--allow-untrained-head".into());
+            }
             a
         }),
         env,
@@ -357,4 +436,69 @@ fn run_fleet(args: ServeArgs) -> anyhow::Result<()> {
         port: args.port,
     };
     wildreward_serve::run_fleet(launcher, args.workers, cfg, listen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(max_client_batch: Option<usize>, max_in_flight: Option<usize>) -> HttpFlags {
+        HttpFlags {
+            api_key: None,
+            payload_limit: 1 << 20,
+            max_client_batch,
+            max_in_flight,
+            retry_after: 2,
+            read_timeout: 30,
+        }
+    }
+
+    #[test]
+    fn spawned_workers_take_every_part_the_router_may_send_them() {
+        let router = |f: &HttpFlags, max_part: usize| RouterConfig {
+            max_part,
+            limits: f.limits(RouterConfig::default().limits),
+            ..RouterConfig::default()
+        };
+        // Defaults: the router splits into parts of at most --max-part 1024, the worker's default.
+        let f = flags(None, None);
+        let w = spawned_worker_http(&f, &router(&f, 1024));
+        assert_eq!(
+            (w.max_client_batch, w.max_in_flight),
+            (Some(1024), Some(4096))
+        );
+        // A bigger --max-part raises the workers' bound with it (no 413 for an accepted part).
+        let w = spawned_worker_http(&f, &router(&f, 8192));
+        assert_eq!(
+            (w.max_client_batch, w.max_in_flight),
+            (Some(8192), Some(8192))
+        );
+        // Explicit limits are passed down as given.
+        let f = flags(Some(8), Some(16));
+        let w = spawned_worker_http(&f, &router(&f, 1024));
+        assert_eq!(
+            (w.max_client_batch, w.max_in_flight, w.retry_after),
+            (Some(8), Some(16), 2)
+        );
+        let cfg = worker_config(
+            PathBuf::from("m.gguf"),
+            "cpu",
+            &ScoringFlags {
+                max_batch_tokens: None,
+                max_batch_size: None,
+                max_length: 64,
+                truncation: "left".into(),
+                query_format: "raw".into(),
+                empty_history: "training".into(),
+                tokenization_workers: 1,
+                max_queue_seconds: Some(1.5),
+                classify_input: "chat".into(),
+                classify_output: "reward".into(),
+            },
+            &w,
+        )
+        .unwrap();
+        assert_eq!(cfg.limits.max_client_batch, 8);
+        assert_eq!(cfg.max_queue, Duration::from_millis(1500));
+    }
 }
