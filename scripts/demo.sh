@@ -67,11 +67,16 @@ stage train "$OUT/wildfb/train.jsonl" -- "$BIN/wildreward" train \
 # Evaluation on small slices: the trained model when training ran, else the untrained conversion (its
 # report says the head is random). HH pairs (accuracy, threshold curve, ROC-AUC) and the WildFB test split
 # (level accuracy, ECE, reliability diagram); scores are cached, so a re-run costs nothing.
+# eval and serve refuse a random head unless told: the fallback says so.
 EVAL_MODEL=$OUT/rm
-[ -f "$OUT/rm/model.safetensors" ] || EVAL_MODEL=$OUT/rm-untrained
-stage eval-hh "$EVAL_MODEL" -- "$BIN/wildreward" eval --model "$EVAL_MODEL" \
+HEAD_FLAGS=()
+if [ ! -f "$OUT/rm/model.safetensors" ]; then
+  EVAL_MODEL=$OUT/rm-untrained
+  HEAD_FLAGS=(--allow-untrained-head)
+fi
+stage eval-hh "$EVAL_MODEL" -- "$BIN/wildreward" eval --model "$EVAL_MODEL" "${HEAD_FLAGS[@]}" \
   --bench hh --out "$OUT/eval-hh" --limit 24 --max-length 256
-stage eval-wildfb "$OUT/wildfb/test.jsonl" -- "$BIN/wildreward" eval --model "$EVAL_MODEL" \
+stage eval-wildfb "$OUT/wildfb/test.jsonl" -- "$BIN/wildreward" eval --model "$EVAL_MODEL" "${HEAD_FLAGS[@]}" \
   --bench "wildfb:$OUT/wildfb/test.jsonl" --out "$OUT/eval-wildfb" --limit 48 --max-length 256
 
 # Online DPO against a live scoring fleet (one worker behind the router) serving the trained RM: greedy
@@ -82,7 +87,7 @@ SERVE_PID=
 stop_fleet() { [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null; SERVE_PID=; }
 trap stop_fleet EXIT
 if [ -f "$EVAL_MODEL/config.json" ]; then
-  "$BIN/wildreward" serve --model "$EVAL_MODEL" --workers 1 --port "$DPO_PORT" --worker-port $((DPO_PORT + 1)) \
+  "$BIN/wildreward" serve --model "$EVAL_MODEL" "${HEAD_FLAGS[@]}" --workers 1 --port "$DPO_PORT" --worker-port $((DPO_PORT + 1)) \
     > "$OUT/serve.log" 2>&1 &
   SERVE_PID=$!
   for _ in $(seq 1 120); do

@@ -31,9 +31,9 @@ cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true; }
 trap cleanup EXIT
 
 scripts/fetch-assets.sh >/dev/null
-cargo build -q --bin wildreward -p wildreward
+cargo build -q --workspace --bins
 # shellcheck disable=SC2086
-"$BIN" serve --model "$MODEL" --workers "$WORKERS" --port 0 --worker-port 0 --max-length 512 \
+"$BIN" serve --model "$MODEL" --allow-untrained-head --workers "$WORKERS" --port 0 --worker-port 0 --max-length 512 \
   --max-queue-seconds "$MAX_QUEUE_SECONDS" $RUST_ARGS >"$OUT/server.stdout" 2>"$OUT/server.log" &
 SERVER=$!
 for _ in $(seq 1 100); do grep -q 'listening on' "$OUT/server.stdout" && break; sleep 0.1; done

@@ -37,7 +37,7 @@ scripts/fetch-assets.sh >/dev/null
 "$VENV/bin/python" -c "import torch, transformers, fastapi, uvicorn, httpx" 2>/dev/null \
   || "$VENV/bin/pip" install -q --disable-pip-version-check torch transformers accelerate gguf fastapi uvicorn httpx
 PY="$VENV/bin/python"
-cargo build -q --bin wildreward -p wildreward
+cargo build -q --workspace --bins
 "$BIN" convert --model assets/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf --out "$OUT/rm" >/dev/null 2>&1
 
 "$PY" - "$OUT" "$MIN_TOKENS" "$MAX_TOKENS" "$TEXTS" <<'PY'
@@ -93,7 +93,7 @@ for N in $WORKERS_LIST; do
   if [[ " $SIDES " == *" rust "* ]]; then
   # Rust: the fleet spawns N workers (RAYON_NUM_THREADS = cores / N each) behind its router.
   # shellcheck disable=SC2086
-  "$BIN" serve --model "$OUT/rm" --workers "$N" --port 0 --worker-port 0 --max-length 512 $RUST_ARGS \
+  "$BIN" serve --model "$OUT/rm" --allow-untrained-head --workers "$N" --port 0 --worker-port 0 --max-length 512 $RUST_ARGS \
     >"$OUT/rust-$N.stdout" 2>"$OUT/rust-$N.log" &
   PIDS+=($!)
   for _ in $(seq 1 100); do grep -q 'listening on' "$OUT/rust-$N.stdout" && break; sleep 0.1; done

@@ -6,13 +6,14 @@
 //! reference script takes the same setting): the figures are from the fastest pass, the median pass
 //! is reported beside them. Also measures this CPU's f32 matmul peak, likewise the best of several
 //! timings: the faster of candle's matmul and this crate's own (`packed::matmul_f32`, AVX-512 where
-//! the CPU has it).
+//! the CPU has it). `DTYPE=bf16` scores with bf16 projections (the kernels crate's product; the peak is
+//! then that product's, best of several 1024³ timings).
 
 mod common;
 
 use candle_core::{Device, Tensor};
 use std::time::Instant;
-use wildreward_model::{LoadOptions, RewardModel, Scorer, ScorerOptions};
+use wildreward_model::{LoadOptions, Precision, RewardModel, Scorer, ScorerOptions};
 
 /// The best of several timings of a 1024³ f32 matmul: the peak is what the CPU can do, so a timing
 /// slowed by other work on the machine should not lower it.
@@ -52,6 +53,24 @@ fn matmul_gflops() -> anyhow::Result<f64> {
     Ok(candle.max(own))
 }
 
+/// The bf16 product's best rate on 1024³ (weights packed once, activations rounded per call).
+fn bf16_peak_gflops(kernel: wildreward_kernels::Bf16Kernel) -> anyhow::Result<f64> {
+    let n = 1024;
+    let x: Vec<f32> = (0..n * n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let w = wildreward_kernels::PackedBf16::from_rows(&x, n, n).map_err(anyhow::Error::msg)?;
+    let mut out = vec![0f32; n * n];
+    let mut best = f64::MAX;
+    for _ in 0..20 {
+        let t = Instant::now();
+        wildreward_kernels::matmul_bf16(kernel, &x, n, &w, &mut out, false)
+            .map_err(anyhow::Error::msg)?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (n as f64).powi(3) / best / 1e9)
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (model, inputs) = (
@@ -60,7 +79,22 @@ fn main() -> anyhow::Result<()> {
     );
     let budget: usize = args.get(3).map_or(Ok(8192), |s| s.parse())?;
     let ids = common::read_ids(inputs)?;
-    let m = RewardModel::load(std::path::Path::new(model), &LoadOptions::inference())?;
+    let precision: Precision = std::env::var("DTYPE")
+        .unwrap_or_else(|_| "f32".into())
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let opts = LoadOptions {
+        dtype: Some(precision.check(&Device::Cpu).map_err(anyhow::Error::msg)?),
+        ..LoadOptions::inference()
+    };
+    let m = RewardModel::load(std::path::Path::new(model), &opts)?;
+    let matmul = m.backbone().matmul_name();
+    let peak_of = || -> anyhow::Result<f64> {
+        match wildreward_kernels::Bf16Kernel::named(matmul) {
+            Ok(kernel) => bf16_peak_gflops(kernel),
+            Err(_) => matmul_peak_gflops(),
+        }
+    };
     let cfg = m.config().clone();
     let scorer = Scorer::new(
         m,
@@ -71,7 +105,7 @@ fn main() -> anyhow::Result<()> {
         },
     );
     let _warm = scorer.score_ids(&ids[..ids.len().min(2)])?;
-    let peak_before = matmul_peak_gflops()?;
+    let peak_before = peak_of()?;
     let (scored, passes) = common::passes(&scorer, &ids, common::repeats()?)?;
     let (secs, median) = (passes[0], passes[passes.len() / 2]);
     let tokens: usize = ids.iter().map(Vec::len).sum();
@@ -91,11 +125,11 @@ fn main() -> anyhow::Result<()> {
         .map(|s| 2.0 * (l * s.len() * s.len() * q) as f64)
         .sum();
     let flops = per_token * tokens as f64 + attn;
-    let peak = matmul_peak_gflops()?.max(peak_before);
+    let peak = peak_of()?.max(peak_before);
     println!(
         "{}",
         serde_json::json!({
-            "impl": "rust-candle", "texts": ids.len(), "tokens": tokens, "seconds": secs,
+            "impl": "rust-candle", "matmul": matmul, "texts": ids.len(), "tokens": tokens, "seconds": secs,
             "passes": passes.len(), "seconds_median": median,
             "fraction_of_peak_median": flops / median / 1e9 / peak,
             "texts_per_s": ids.len() as f64 / secs, "tokens_per_s": tokens as f64 / secs,

@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
 use std::sync::Arc;
+use wildreward_kernels::Bf16Kernel;
 
 /// Keys and values of earlier positions, one entry per layer, for incremental decoding. Each layer's
 /// keys and values live in buffers with room to spare (`[batch, kv_heads, capacity, head_dim]`), filled
@@ -537,6 +538,35 @@ impl Backbone {
             }
         }
         Ok(())
+    }
+
+    /// Makes the packed CPU forward multiply every layer projection (and the LM head) by a bf16 copy
+    /// of its weight with `kernel`, f32 accumulation; norms, attention, the head stay f32. Needs f32
+    /// weights on the CPU without adapters or quantized copies.
+    pub fn use_bf16_matmul(&mut self, kernel: Bf16Kernel) -> Result<()> {
+        if !crate::packed::supports(self) {
+            candle_core::bail!(
+                "bf16 CPU matmul needs f32 weights on the CPU, without LoRA adapters or quantized copies"
+            );
+        }
+        for layer in &mut self.layers {
+            for (_, linear) in layer.linears_mut() {
+                linear.pack_bf16(kernel)?;
+            }
+        }
+        if let Some(head) = &mut self.lm_head {
+            head.pack_bf16(kernel)?;
+        }
+        Ok(())
+    }
+
+    /// The product the layer projections run: `f32`, or the bf16 kernel's name.
+    pub fn matmul_name(&self) -> &'static str {
+        self.layers
+            .first()
+            .and_then(|l| l.linears().next())
+            .and_then(Linear::bf16)
+            .map_or("f32", |(k, _)| k.name())
     }
 
     /// Loads `model.*` (and `lm_head.weight` when untied and present) from `vb`.

@@ -8,7 +8,7 @@
 //! [`nn::Kernels::Fused`] uses the fused kernels for inference and is tested to agree.
 //!
 //! Dependencies and why: `candle-core` / `candle-nn` are the tensor library (CPU by default, CUDA with
-//! the `cuda` feature, which needs nvcc and is never enabled in CI); `tokenizers` is the HF tokenizer
+//! the `cuda` feature, which needs nvcc; CI checks it with `scripts/cuda/build.sh check`); `tokenizers` is the HF tokenizer
 //! candle itself uses; `hf-hub` (no network features) finds models in the local hub cache; `rand`
 //! seeds new heads and sampling; `gemm` (the kernel under candle's CPU matmul; ours for f32 on CPUs
 //! without AVX-512, and for f64) and `rayon` run the packed CPU scoring forward ([`packed`]) and its
@@ -32,6 +32,7 @@ pub mod model;
 pub mod nn;
 mod nodes;
 pub mod packed;
+pub mod precision;
 pub mod scorer;
 pub mod threads;
 pub mod tokenizer;
@@ -44,4 +45,5 @@ pub use error::{ModelError, Result};
 pub use head::{HeadKind, ScoreHead};
 pub use model::{LoadOptions, RewardModel};
 pub use nn::Kernels;
+pub use precision::Precision;
 pub use scorer::{Scored, Scorer, ScorerOptions, Truncation};

@@ -6,6 +6,7 @@ use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::head::{HeadKind, ScoreHead};
 use crate::nn::Kernels;
+use crate::precision::Precision;
 use crate::weights::{self, Checkpoint};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
@@ -14,13 +15,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokenizers::Tokenizer;
+use wildreward_kernels::Bf16Kernel;
 
 /// How to load a model.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// Where the weights go.
     pub device: Device,
-    /// Backbone dtype; `None` picks f32 on CPU and bf16 on CUDA. The head is always f32.
+    /// Backbone dtype; `None` follows [`Precision::Auto`] (f32 on CPU, bf16 on CUDA). The head is always f32.
     pub dtype: Option<DType>,
     /// Differentiable kernels (training) or fused ones (scoring, generation).
     pub kernels: Kernels,
@@ -59,13 +61,11 @@ impl LoadOptions {
         }
     }
 
-    /// The dtype the backbone will use on this device.
+    /// The dtype the backbone will use on this device: `dtype`, else the one rule of
+    /// [`Precision::Auto`] (f32 on CPU, bf16 on CUDA).
     pub fn resolved_dtype(&self) -> DType {
-        self.dtype.unwrap_or(if self.device.is_cpu() {
-            DType::F32
-        } else {
-            DType::BF16
-        })
+        self.dtype
+            .unwrap_or_else(|| Precision::Auto.resolve(&self.device))
     }
 }
 
@@ -92,8 +92,27 @@ impl RewardModel {
                 message: "quantized scoring needs a GGUF file and f32 activations".into(),
             });
         }
-        let ckpt = weights::load(&path, &opts.device, opts.resolved_dtype())?;
+        // bf16 on the CPU: f32 tensors (norms, embeddings, the reference path) and a bf16 copy of
+        // every projection for the packed forward's bf16 kernel.
+        let cpu_bf16 = opts.device.is_cpu()
+            && opts.resolved_dtype() == DType::BF16
+            && opts.kernels == Kernels::Fused;
+        let dtype = if cpu_bf16 {
+            DType::F32
+        } else {
+            opts.resolved_dtype()
+        };
+        let ckpt = weights::load(&path, &opts.device, dtype)?;
         let mut model = Self::from_checkpoint(ckpt, opts)?;
+        if cpu_bf16 {
+            let packed = Bf16Kernel::detect()
+                .map_err(candle_core::Error::msg)
+                .and_then(|kernel| model.backbone.use_bf16_matmul(kernel));
+            packed.map_err(|e| ModelError::Weights {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        }
         if opts.quantized {
             let quantized = weights::load_quantized_projections(&path, &opts.device)?;
             model
@@ -189,6 +208,12 @@ impl RewardModel {
         quantized: &HashMap<String, Arc<QTensor>>,
     ) -> candle_core::Result<()> {
         self.backbone.use_quantized(quantized)
+    }
+
+    /// Makes the packed CPU forward multiply every projection by a bf16 copy of its weight with
+    /// `kernel` (what loading with bf16 on a CPU does): see [`Backbone::use_bf16_matmul`].
+    pub fn use_bf16_matmul(&mut self, kernel: Bf16Kernel) -> candle_core::Result<()> {
+        self.backbone.use_bf16_matmul(kernel)
     }
 
     /// Reward logits `[batch, outputs]` (f32) for a right-padded batch with `lengths` real tokens.

@@ -8,6 +8,8 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
+use std::sync::Arc;
+use wildreward_kernels::{Bf16Kernel, PackedBf16};
 
 /// Which implementation of norm, softmax and RoPE to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,6 +31,7 @@ pub struct Linear {
     bias: Option<Tensor>,
     lora: Option<Lora>,
     quantized: Option<QMatMul>,
+    bf16: Option<(Bf16Kernel, Arc<PackedBf16>)>,
 }
 
 /// A low-rank adapter: trained while the base weight stays frozen, merged into it on save.
@@ -82,6 +85,7 @@ impl Linear {
             bias,
             lora,
             quantized: None,
+            bf16: None,
         })
     }
 
@@ -92,6 +96,7 @@ impl Linear {
             bias,
             lora: None,
             quantized: None,
+            bf16: None,
         }
     }
 
@@ -103,6 +108,21 @@ impl Linear {
     /// The bias, if any.
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
+    }
+
+    /// The weight's bf16 copy and the kernel the packed CPU forward multiplies it with, when
+    /// [`crate::Backbone::use_bf16_matmul`] made one.
+    pub fn bf16(&self) -> Option<(Bf16Kernel, &PackedBf16)> {
+        self.bf16.as_ref().map(|(k, w)| (*k, w.as_ref()))
+    }
+
+    /// Packs the weight (f32, on the CPU) as bf16 for `kernel`.
+    pub(crate) fn pack_bf16(&mut self, kernel: Bf16Kernel) -> Result<()> {
+        let (n, k) = self.weight.dims2()?;
+        let w = self.weight.flatten_all()?.to_vec1::<f32>()?;
+        let packed = PackedBf16::from_rows(&w, n, k).map_err(candle_core::Error::msg)?;
+        self.bf16 = Some((kernel, Arc::new(packed)));
+        Ok(())
     }
 
     /// The LoRA adapter, if one was loaded.

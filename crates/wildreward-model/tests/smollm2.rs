@@ -227,6 +227,55 @@ fn packed_scoring_padding_invariance_and_fused_kernels_agree_with_differentiable
 /// differentiable path, including a row that is the prefix plus one token and a row that is another
 /// row's prefix.
 #[test]
+fn bf16_projections_stay_close_to_f32_on_smollm2() {
+    let kernel = wildreward_kernels::Bf16Kernel::best();
+    if kernel == wildreward_kernels::Bf16Kernel::Portable {
+        eprintln!("SKIPPED: this CPU lacks AVX512_BF16; SmolLM2 in bf16 is NOT tested here");
+        return;
+    }
+    let texts = texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let f32_scores = Scorer::new(model(Kernels::Fused), ScorerOptions::default())
+        .score(&refs)
+        .unwrap();
+    let mut m = model(Kernels::Fused);
+    m.use_bf16_matmul(kernel).unwrap();
+    assert_eq!(m.backbone().matmul_name(), kernel.name());
+    let bf16 = Scorer::new(m, ScorerOptions::default());
+    assert!(bf16.packs_rows());
+    let bf16_scores = bf16.score(&refs).unwrap();
+    let mut total = 0f32;
+    for (a, b) in f32_scores.iter().zip(&bf16_scores) {
+        let d = (a.reward - b.reward).abs();
+        eprintln!("reward f32 {} bf16 {} |diff| {d:.2e}", a.reward, b.reward);
+        assert!(d < 1e-2, "{} vs {}", a.reward, b.reward);
+        total += d;
+    }
+    let mean = total / f32_scores.len() as f32;
+    assert!(mean > 0.0, "bf16 really ran");
+    assert!(mean <= 4e-3, "mean |diff| {mean}");
+    // Greedy decoding through bf16 projections (and a bf16 LM head) still answers.
+    use wildreward_model::generate::argmax;
+    use wildreward_model::packed::decode::PackedDecoder;
+    let mut m = model(Kernels::Fused);
+    m.use_bf16_matmul(kernel).unwrap();
+    let prompt = m
+        .tokenizer()
+        .encode(chatml("What is the capital of France?"), true)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    let (mut dec, first) = PackedDecoder::prefill(m.backbone(), &prompt, 1, 8).unwrap();
+    let mut out = vec![argmax(&first)];
+    for _ in 0..6 {
+        let logits = dec.step(&[*out.last().unwrap()]).unwrap();
+        out.push(argmax(&logits));
+    }
+    let text = m.tokenizer().decode(&out, true).unwrap();
+    assert!(text.contains("Paris"), "{text}");
+}
+
+#[test]
 fn a_shared_prefix_runs_once_with_the_numbers_of_unshared_rows() {
     let m = model(Kernels::Fused);
     let texts: Vec<String> = [

@@ -1,7 +1,7 @@
 //! The model behind a worker, as a trait (text-embeddings-inference's backend split): the batching
 //! queue only needs "score these token rows", so another backend (another device, another runtime)
 //! slots in without touching the queue or the HTTP side. [`CandleBackend`] is the real one: the
-//! model core's [`Scorer`] on CPU (f32) or CUDA (FP16 backbone, f32 reward head).
+//! model core's [`Scorer`] on CPU (f32) or CUDA (bf16 backbone unless `--dtype f16`, f32 reward head).
 
 use crate::config::{truncation_name, DeviceSpec, WorkerConfig};
 use serde::Serialize;
@@ -26,8 +26,11 @@ pub struct ModelInfo {
     /// True when the checkpoint had no head and a seeded random one was made (scores are not a
     /// trained model's then).
     pub head_initialised: bool,
-    /// Backbone dtype.
+    /// Backbone dtype (`bf16` on a CPU whose projections run the bf16 kernel).
     pub dtype: String,
+    /// The product the projections run: `f32`, `avx512bf16`, `bf16-portable` (CPU), or the
+    /// backbone dtype on CUDA.
+    pub matmul: String,
     /// Device.
     pub device: String,
     /// Longest text in tokens.
@@ -154,11 +157,17 @@ pub struct CandleBackend {
 }
 
 impl CandleBackend {
-    /// Loads the worker's model on its device (FP16 backbone on CUDA).
+    /// Loads the worker's model on its device (bf16 backbone on CUDA unless `--dtype` says
+    /// otherwise; rewards in f32).
     pub fn load(cfg: &WorkerConfig) -> anyhow::Result<Self> {
+        let device = cfg.device.open()?;
+        let dtype = cfg
+            .precision
+            .check(&device)
+            .map_err(wildreward_types::exit::BadInput)?;
         let opts = LoadOptions {
-            device: cfg.device.open()?,
-            dtype: Some(cfg.device.dtype()),
+            device,
+            dtype: Some(dtype),
             ..LoadOptions::inference()
         };
         let model = RewardModel::load(&cfg.model, &opts)?;
@@ -181,13 +190,22 @@ impl Backend for CandleBackend {
         let head = model.head();
         let opts = self.scorer.options();
         let scalar = head.kind() == wildreward_model::HeadKind::Scalar;
+        let backbone_dtype = format!("{:?}", model.backbone().dtype()).to_lowercase();
+        let matmul = model.backbone().matmul_name();
         ModelInfo {
             model: model.source().display().to_string(),
             head: head.kind().name().to_string(),
             levels: if scalar { 0 } else { head.outputs() + 1 },
             logits: head.outputs(),
             head_initialised: model.head_was_initialised(),
-            dtype: format!("{:?}", model.backbone().dtype()).to_lowercase(),
+            dtype: match matmul {
+                "f32" => backbone_dtype.clone(),
+                _ => "bf16".into(),
+            },
+            matmul: match matmul {
+                "f32" => backbone_dtype,
+                kernel => kernel.to_string(),
+            },
             device: self.device.to_string(),
             max_length: opts.max_length.min(model.backbone().max_positions()),
             max_batch_tokens: opts.max_batch_tokens,

@@ -2,11 +2,11 @@
 //! they take (`--device`, `--query-format`, `--policy`). Bad values are [`BadInput`] (exit 65).
 
 use crate::vllm::{ClassifyInput, ClassifyOutput};
-use candle_core::{DType, Device};
+use candle_core::Device;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
-use wildreward_model::{ScorerOptions, Truncation};
+use wildreward_model::{Precision, ScorerOptions, Truncation};
 use wildreward_types::exit::BadInput;
 use wildreward_types::EmptyHistory;
 
@@ -15,7 +15,7 @@ use wildreward_types::EmptyHistory;
 pub enum DeviceSpec {
     /// The CPU, f32.
     Cpu,
-    /// CUDA GPU `N`, FP16 backbone (the reward head stays f32).
+    /// CUDA GPU `N`, bf16 backbone unless `--dtype f16` (the reward head stays f32).
     Cuda(usize),
 }
 
@@ -54,14 +54,6 @@ impl DeviceSpec {
                     "--device cuda:{n}: {e} (CUDA needs a build with `--features cuda` and a GPU)"
                 ))
             }),
-        }
-    }
-
-    /// The backbone dtype on this device: f32 on CPU, FP16 on CUDA.
-    pub fn dtype(self) -> DType {
-        match self {
-            DeviceSpec::Cpu => DType::F32,
-            DeviceSpec::Cuda(_) => DType::F16,
         }
     }
 
@@ -251,6 +243,8 @@ pub struct WorkerConfig {
     pub classify_output: ClassifyOutput,
     /// Serve a checkpoint whose head is a seeded random one (refused otherwise).
     pub allow_untrained_head: bool,
+    /// Backbone precision (`--dtype`): the model crate's one rule, bf16 on CUDA unless asked.
+    pub precision: Precision,
 }
 
 impl WorkerConfig {
@@ -268,11 +262,15 @@ impl WorkerConfig {
             classify_input: ClassifyInput::default(),
             classify_output: ClassifyOutput::default(),
             allow_untrained_head: false,
+            precision: Precision::Auto,
         }
     }
 
     /// Refuses settings that cannot work (zero budgets, an in-flight bound below the client batch).
     pub fn validate(&self) -> Result<(), BadInput> {
+        if self.device == DeviceSpec::Cpu {
+            self.precision.check(&Device::Cpu).map_err(BadInput)?;
+        }
         let s = &self.scorer;
         if s.max_length == 0 || s.max_batch_tokens == 0 || s.max_batch_size == 0 {
             return Err(BadInput(

@@ -139,7 +139,9 @@ async fn supervise(
         pool.set_url(i, None);
         let bad_input = matches!(&status, Ok(s) if s.code() == Some(i32::from(EXIT_BAD_INPUT)));
         let status = describe(status);
-        if !ever_listened && bad_input {
+        // Bad settings (exit 65) before the worker ever answered a health check — a refused
+        // untrained head, a bad flag: restarting would repeat it, so the fleet stops with it.
+        if bad_input && !(ever_listened && pool.was_ever_healthy(i)) {
             let _ = fatal
                 .send(
                     BadInput(format!(

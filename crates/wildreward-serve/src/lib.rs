@@ -9,7 +9,7 @@
 //!   429 + `Retry-After` beyond), tokenisation on a small pool, and one inference thread that owns
 //!   the queue and the model and forms token-budgeted batches sorted by length (a panic there
 //!   stops the worker, so a fleet restarts it).
-//! - Backends ([`backend`]): a trait with the model core's `Scorer` behind it (CPU f32, CUDA FP16).
+//! - Backends ([`backend`]): a trait with the model core's `Scorer` behind it (CPU f32, CUDA bf16 by default).
 //! - Router ([`router`]) and fleet ([`fleet`]): round-robin or least-in-flight over healthy workers,
 //!   active health checks, retries on another worker, big batches split across workers, graceful
 //!   drain, and spawned workers restarted when they die.

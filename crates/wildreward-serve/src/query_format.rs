@@ -10,17 +10,19 @@ use crate::backend::ScoreInput;
 use crate::config::QueryFormat;
 use crate::error::ServeError;
 use wildreward_types::wire::{GetRewardRequest, ScoreItem};
-use wildreward_types::{build_text, EmptyHistory, Message, Role};
+use wildreward_types::{EmptyHistory, Message, Role};
 
-/// The RM texts of a `/get_reward` request. `offset` shifts the indexes named in errors.
-pub fn get_reward_texts(
+/// The inputs of a `/get_reward` request: raw texts as sent, OpenRLHF queries as the structured
+/// turns they carry (encoded, and cut when over-long, as training encodes them). `offset` shifts
+/// the indexes named in errors.
+pub fn get_reward_inputs(
     req: GetRewardRequest,
     format: QueryFormat,
     empty: EmptyHistory,
     offset: usize,
-) -> Result<Vec<String>, ServeError> {
+) -> Result<Vec<ScoreInput>, ServeError> {
     match format {
-        QueryFormat::Raw => Ok(req.query),
+        QueryFormat::Raw => Ok(req.query.into_iter().map(ScoreInput::Text).collect()),
         QueryFormat::OpenRlhf => {
             let prompts = req.prompts.ok_or_else(|| {
                 ServeError::Validation(
@@ -41,7 +43,8 @@ pub fn get_reward_texts(
                 .zip(&prompts)
                 .enumerate()
                 .map(|(i, (q, p))| {
-                    openrlhf_text(q, p, empty)
+                    openrlhf_item(q, p)
+                        .map(|item| ScoreInput::Turn(item, empty))
                         .map_err(|m| ServeError::Validation(format!("query[{}]: {m}", i + offset)))
                 })
                 .collect()
@@ -58,8 +61,8 @@ pub fn score_inputs(items: Vec<ScoreItem>, empty: EmptyHistory) -> Vec<ScoreInpu
         .collect()
 }
 
-/// The WildReward text of one OpenRLHF query (prompt + response as decoded by the policy's
-/// tokenizer) given its prompt. Where the response starts is found by the first rule that holds:
+/// The turn (history, query, response) of one OpenRLHF query (prompt + response as decoded by the
+/// policy's tokenizer) given its prompt. Where the response starts is found by the first rule that holds:
 /// 1. the prompt occurs in the query as sent (padding or a BOS before it is skipped);
 /// 2. the chat template's assistant marker: the query has at least as many assistant headers as the
 ///    prompt, and the response follows the one that ends the prompt (decoding with tokenizer
@@ -68,7 +71,7 @@ pub fn score_inputs(items: Vec<ScoreItem>, empty: EmptyHistory) -> Vec<ScoreInpu
 ///    clean-up spaces, `"a ."` → `"a."`).
 ///
 /// When none holds the error says what each found.
-pub fn openrlhf_text(query: &str, prompt: &str, empty: EmptyHistory) -> Result<String, String> {
+pub fn openrlhf_item(query: &str, prompt: &str) -> Result<ScoreItem, String> {
     if prompt.trim().is_empty() {
         return Err("its prompt is empty".into());
     }
@@ -110,19 +113,18 @@ pub fn openrlhf_text(query: &str, prompt: &str, empty: EmptyHistory) -> Result<S
         .filter(|m| m.role != Role::System)
         .cloned()
         .collect();
-    Ok(build_text(
-        &history,
-        &messages[last_user].content,
-        &response,
-        empty,
-    ))
+    Ok(ScoreItem {
+        history,
+        query: messages[last_user].content.clone(),
+        response,
+    })
 }
 
-/// The WildReward text of a conversation rendered by a chat template (ChatML, Qwen, Llama-3) that
+/// The turn of a conversation rendered by a chat template (ChatML, Qwen, Llama-3) that
 /// ends in the assistant turn to score (what verl's reward loop sends to `/classify`): the last
 /// assistant message is the response, the user message before it the query, earlier user and
 /// assistant turns the history (system messages are left out).
-pub fn chat_text(text: &str, empty: EmptyHistory) -> Result<String, String> {
+pub fn chat_item(text: &str) -> Result<ScoreItem, String> {
     if !text.contains(CHATML_START) && !text.contains(LLAMA3_HEADER) {
         return Err("no chat markup (ChatML `<|im_start|>` or Llama-3 headers) found".into());
     }
@@ -141,12 +143,11 @@ pub fn chat_text(text: &str, empty: EmptyHistory) -> Result<String, String> {
         .filter(|m| m.role != Role::System)
         .cloned()
         .collect();
-    Ok(build_text(
-        &history,
-        &turns[last_user].content,
-        &response,
-        empty,
-    ))
+    Ok(ScoreItem {
+        history,
+        query: turns[last_user].content.clone(),
+        response,
+    })
 }
 
 /// Byte offsets just past each assistant header (ChatML or Llama-3) in `text`, in order.
@@ -298,6 +299,18 @@ fn strip_specials(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wildreward_types::build_text;
+
+    /// The WildReward text the turn of an OpenRLHF query renders to.
+    fn openrlhf_text(query: &str, prompt: &str, empty: EmptyHistory) -> Result<String, String> {
+        openrlhf_item(query, prompt)
+            .map(|it| build_text(&it.history, &it.query, &it.response, empty))
+    }
+
+    /// The WildReward text the turn of a chat-templated conversation renders to.
+    fn chat_text(text: &str, empty: EmptyHistory) -> Result<String, String> {
+        chat_item(text).map(|it| build_text(&it.history, &it.query, &it.response, empty))
+    }
 
     fn text(history: &[(Role, &str)], query: &str, response: &str) -> String {
         let history: Vec<Message> = history
@@ -360,7 +373,7 @@ mod tests {
             labels: None,
         };
         let e =
-            get_reward_texts(req, QueryFormat::OpenRlhf, EmptyHistory::Training, 10).unwrap_err();
+            get_reward_inputs(req, QueryFormat::OpenRlhf, EmptyHistory::Training, 10).unwrap_err();
         assert_eq!(e.status(), 422);
         assert!(
             e.to_string().starts_with("query[11]: cannot tell where")
@@ -373,7 +386,7 @@ mod tests {
             labels: None,
         };
         let e =
-            get_reward_texts(req, QueryFormat::OpenRlhf, EmptyHistory::Training, 0).unwrap_err();
+            get_reward_inputs(req, QueryFormat::OpenRlhf, EmptyHistory::Training, 0).unwrap_err();
         assert!(e.to_string().contains("prompts"), "{e}");
     }
 
@@ -420,7 +433,10 @@ mod tests {
             prompts: Some(vec!["ignored".into()]),
             labels: None,
         };
-        let got = get_reward_texts(req, QueryFormat::Raw, EmptyHistory::Training, 0).unwrap();
-        assert_eq!(got, vec!["<|im_start|>x".to_string()]);
+        let got = get_reward_inputs(req, QueryFormat::Raw, EmptyHistory::Training, 0).unwrap();
+        assert!(
+            matches!(&got[..], [ScoreInput::Text(t)] if t == "<|im_start|>x"),
+            "{got:?}"
+        );
     }
 }

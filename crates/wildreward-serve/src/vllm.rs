@@ -9,8 +9,9 @@
 //! reward, so `--classify-output reward` answers `probs: [reward]` (`num_classes: 1`, as vLLM shows
 //! a one-output reward model), which puts the reward where verl reads it.
 
+use crate::backend::ScoreInput;
 use crate::error::ServeError;
-use crate::query_format::chat_text;
+use crate::query_format::chat_item;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use wildreward_model::Scored;
@@ -145,13 +146,14 @@ impl ClassifyRequest {
         }
     }
 
-    /// The RM texts of the inputs, read per `format`; `offset` shifts the indexes in errors.
+    /// What to score for each input, read per `format` (raw: the text as sent; chat: the turn the
+    /// conversation ends in, encoded as training encodes it); `offset` shifts the indexes in errors.
     pub fn texts(
         &self,
         format: ClassifyInput,
         empty: EmptyHistory,
         offset: usize,
-    ) -> Result<Vec<String>, ServeError> {
+    ) -> Result<Vec<ScoreInput>, ServeError> {
         if let Some(task) = self.task.as_deref().filter(|t| *t != "classify") {
             return Err(ServeError::Validation(format!(
                 "task {task:?}: this reward model serves only \"classify\""
@@ -159,19 +161,21 @@ impl ClassifyRequest {
         }
         let inputs = self.inputs()?;
         match format {
-            ClassifyInput::Raw => Ok(inputs),
+            ClassifyInput::Raw => Ok(inputs.into_iter().map(ScoreInput::Text).collect()),
             ClassifyInput::Chat => inputs
                 .iter()
                 .enumerate()
                 .map(|(i, text)| {
-                    chat_text(text, empty).map_err(|m| {
-                        ServeError::Validation(format!(
-                            "input[{}]: {m} (this server reads chat-templated conversations, \
+                    chat_item(text)
+                        .map(|item| ScoreInput::Turn(item, empty))
+                        .map_err(|m| {
+                            ServeError::Validation(format!(
+                                "input[{}]: {m} (this server reads chat-templated conversations, \
                              --classify-input chat; run it with --classify-input raw for \
                              WildReward-templated texts)",
-                            i + offset
-                        ))
-                    })
+                                i + offset
+                            ))
+                        })
                 })
                 .collect(),
         }

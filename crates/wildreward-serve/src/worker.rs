@@ -3,14 +3,14 @@
 //! thread, then scores `/get_reward` and `/score` through the batching queue. Shutdown drains:
 //! requests already accepted are answered.
 
-use crate::backend::{ModelInfo, ScoreInput};
+use crate::backend::ModelInfo;
 use crate::backlog::Backlog;
 use crate::config::{truncation_name, WorkerConfig};
 use crate::error::ServeError;
 use crate::http::{finish, input_offset, set_time_header, JsonBody};
 use crate::infer::{Infer, Scoring};
 use crate::metrics::WorkerMetrics;
-use crate::query_format::{get_reward_texts, score_inputs};
+use crate::query_format::{get_reward_inputs, score_inputs};
 use crate::queue::{self, Loader};
 use crate::vllm::{ClassificationResponse, ClassifyRequest, PoolingResponse};
 use axum::extract::State;
@@ -226,8 +226,7 @@ async fn get_reward(
 ) -> Result<Response, ServeError> {
     let started = Instant::now();
     let offset = input_offset(&headers);
-    let texts = get_reward_texts(req, w.cfg.query_format, w.cfg.empty_history, offset)?;
-    let texts = texts.into_iter().map(ScoreInput::Text).collect();
+    let texts = get_reward_inputs(req, w.cfg.query_format, w.cfg.empty_history, offset)?;
     let scoring = w.infer()?.score("query", texts, offset).await?;
     let rewards = scoring.scored.iter().map(|s| s.reward).collect();
     Ok(with_timings(

@@ -54,6 +54,15 @@ struct ScoreArgs {
     /// dequantising them to f32 (close rewards, but far slower on CPU: docs/benchmarks.md).
     #[arg(long)]
     quantized: bool,
+    /// Device: cpu or cuda:N (needs a `--features cuda` build).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Backbone precision: auto (f32 on CPU, bf16 on CUDA), f32, bf16 or f16 (CUDA).
+    #[arg(long, default_value = "auto")]
+    dtype: String,
+    /// Also write a JSON report: texts, tokens, load and scoring seconds, texts/s, device, dtype.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -94,6 +103,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     EmptyHistoryArg::Inference => EmptyHistory::Inference,
                 },
                 quantized: a.quantized,
+                device: a.device.parse().map_err(anyhow::Error::from)?,
+                precision: a
+                    .dtype
+                    .parse()
+                    .map_err(|e: String| anyhow::Error::from(wildreward::BadInput(e)))?,
+                report: a.report,
             })?;
             eprintln!("wildreward: scored {n} texts");
             Ok(())

@@ -10,7 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use wildreward_model::{LoadOptions, RewardModel, Scorer, ScorerOptions};
+use std::time::Instant;
+use wildreward_model::{LoadOptions, Precision, RewardModel, Scorer, ScorerOptions};
+use wildreward_serve::config::DeviceSpec;
 use wildreward_types::{build_text, EmptyHistory, Message, Role};
 
 /// Options of a scoring run.
@@ -28,6 +30,39 @@ pub struct ScoreOptions {
     pub empty_history: EmptyHistory,
     /// Score a GGUF straight from its quantized weights ([`LoadOptions::quantized`]).
     pub quantized: bool,
+    /// Where the model runs.
+    pub device: DeviceSpec,
+    /// Backbone precision (the model crate's one rule: bf16 on CUDA unless asked).
+    pub precision: Precision,
+    /// Where to write the JSON run report, if anywhere.
+    pub report: Option<PathBuf>,
+}
+
+/// What a scoring run did, written by `--report` (what the GPU check and benchmarks read).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScoreReport {
+    /// Lines scored.
+    pub texts: usize,
+    /// Token ids scored (after truncation).
+    pub tokens: usize,
+    /// Lines cut to `--max-length`.
+    pub truncated: usize,
+    /// Seconds to load the model.
+    pub load_seconds: f64,
+    /// Seconds of encoding and scoring (no loading, no writing).
+    pub score_seconds: f64,
+    /// `texts / score_seconds`.
+    pub texts_per_s: f64,
+    /// `tokens / score_seconds`.
+    pub tokens_per_s: f64,
+    /// Mean reward over the lines.
+    pub mean_reward: f64,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// The backbone dtype used.
+    pub dtype: String,
+    /// The product the projections ran (`f32`, `avx512bf16`, …; the dtype on CUDA).
+    pub matmul: String,
 }
 
 /// What one input line asks to score.
@@ -144,11 +179,21 @@ fn encode_chunk(
 /// Scores every line; returns how many were scored.
 pub fn run(opts: &ScoreOptions) -> anyhow::Result<usize> {
     let lines = read_lines(&opts.input)?;
+    let started = Instant::now();
+    let device = opts.device.open()?;
+    let dtype = opts.precision.check(&device).map_err(BadInput)?;
     let load = LoadOptions {
+        device,
+        dtype: Some(dtype),
         quantized: opts.quantized,
         ..LoadOptions::inference()
     };
     let model = RewardModel::load(&opts.model, &load)?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let matmul = match model.backbone().matmul_name() {
+        "f32" => format!("{:?}", model.backbone().dtype()).to_lowercase(),
+        kernel => kernel.to_string(),
+    };
     if model.head_was_initialised() {
         eprintln!(
             "wildreward: {} has no reward head: scoring with a seeded random 3-output head (seed 0); \
@@ -168,9 +213,14 @@ pub fn run(opts: &ScoreOptions) -> anyhow::Result<usize> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut rendered = Vec::with_capacity(lines.len());
+    let (mut tokens, mut truncated, mut reward_sum) = (0usize, 0usize, 0f64);
+    let scoring = Instant::now();
     for chunk in lines.chunks(64) {
         let encoded = encode_chunk(&scorer, chunk, &opts.input, opts.empty_history)?;
+        tokens += encoded.iter().map(|(ids, _)| ids.len()).sum::<usize>();
         for ((_, obj, _), s) in chunk.iter().zip(scorer.score_encoded(encoded)?) {
+            truncated += usize::from(s.truncated);
+            reward_sum += f64::from(s.reward);
             let mut obj = obj.clone();
             obj.insert("reward".into(), s.reward.into());
             obj.insert("probs".into(), s.probs.into());
@@ -182,6 +232,25 @@ pub fn run(opts: &ScoreOptions) -> anyhow::Result<usize> {
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    let score_seconds = scoring.elapsed().as_secs_f64();
+    if let Some(path) = &opts.report {
+        let n = rendered.len();
+        let report = ScoreReport {
+            texts: n,
+            tokens,
+            truncated,
+            load_seconds,
+            score_seconds,
+            texts_per_s: n as f64 / score_seconds.max(1e-9),
+            tokens_per_s: tokens as f64 / score_seconds.max(1e-9),
+            mean_reward: reward_sum / n.max(1) as f64,
+            device: opts.device.to_string(),
+            dtype: format!("{dtype:?}").to_lowercase(),
+            matmul,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
     let body = rendered.join("\n") + "\n";
     match &opts.output {
         Some(path) => {

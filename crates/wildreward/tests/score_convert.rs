@@ -91,6 +91,7 @@ fn convert_then_score_agrees_with_scoring_the_gguf() {
         s(&out_dir),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report_path = dir.join("report.json");
     let o = run(&[
         "score",
         "--model",
@@ -99,9 +100,51 @@ fn convert_then_score_agrees_with_scoring_the_gguf() {
         s(&input),
         "--output",
         s(&out_gguf),
+        "--report",
+        s(&report_path),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no reward head"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["texts"], 3);
+    assert_eq!(report["device"], "cpu");
+    assert_eq!(report["dtype"], "f32", "the one rule: f32 on CPU");
+    assert!(
+        report["tokens"].as_u64().unwrap() > 3 * 100,
+        "templated texts: {report}"
+    );
+    assert!(report["score_seconds"].as_f64().unwrap() > 0.0);
+
+    // bf16 on a CPU with AVX512_BF16: the projections' bf16 kernel, rewards close to f32's.
+    if wildreward_kernels::Bf16Kernel::Avx512Bf16.available() {
+        let out_bf16 = dir.join("bf16.jsonl");
+        let bf16_report = dir.join("bf16-report.json");
+        let o = run(&[
+            "score",
+            "--model",
+            s(&gguf()),
+            "--input",
+            s(&input),
+            "--output",
+            s(&out_bf16),
+            "--dtype",
+            "bf16",
+            "--report",
+            s(&bf16_report),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&bf16_report).unwrap()).unwrap();
+        assert_eq!(r["dtype"], "bf16");
+        for (x, y) in rewards(&out_bf16).iter().zip(rewards(&out_gguf)) {
+            let (x, y) = (x["reward"].as_f64().unwrap(), y["reward"].as_f64().unwrap());
+            assert!((x - y).abs() < 0.02, "bf16 {x} vs f32 {y}");
+            assert_ne!(x, y, "bf16 really ran");
+        }
+    } else {
+        eprintln!("SKIPPED: this CPU lacks AVX512_BF16, `score --dtype bf16` is not tested here");
+    }
 
     let (a, b) = (rewards(&out_dir), rewards(&out_gguf));
     assert_eq!(a.len(), 3);
@@ -144,4 +187,35 @@ fn a_bad_line_names_the_file_and_line() {
         s(&input),
     ]);
     assert_ne!(o.status.code(), Some(0));
+
+    // Precision and device: refused with the flag named, before any model is loaded.
+    let good = dir.join("good.jsonl");
+    std::fs::write(&good, "{\"text\": \"ok\"}\n").unwrap();
+    let model = gguf();
+    for (flags, want) in [
+        (["--dtype", "f16"], "--dtype f16"),
+        (["--dtype", "f8"], "--dtype \"f8\""),
+        (["--device", "tpu"], "--device"),
+    ] {
+        let mut args = vec!["score", "--model", s(&model), "--input", s(&good)];
+        args.extend(flags);
+        let o = run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(65), "{flags:?}: {err}");
+        assert!(err.contains(want), "{flags:?}: {err}");
+    }
+    if !cfg!(feature = "cuda") {
+        let o = run(&[
+            "score",
+            "--model",
+            s(&model),
+            "--input",
+            s(&good),
+            "--device",
+            "cuda:0",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(65), "{err}");
+        assert!(err.contains("--features cuda"), "{err}");
+    }
 }

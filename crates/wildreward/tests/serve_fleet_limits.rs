@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SMALL: &[&str] = &[
+    "--allow-untrained-head",
     "--port",
     "0",
     "--worker-port",
@@ -186,4 +187,35 @@ fn a_worker_whose_inference_thread_panics_is_restarted_and_no_request_is_lost() 
     assert!(log.contains("the inference thread panicked"), "{log}");
     signal(fleet.id(), "-TERM");
     assert!(fleet.wait().unwrap().success());
+}
+
+#[test]
+fn a_fleet_whose_workers_refuse_an_untrained_head_stops_with_their_error() {
+    let model = gguf();
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-fleet-untrained.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wildreward"))
+        .args([
+            "serve",
+            "--model",
+            model.to_str().unwrap(),
+            "--workers",
+            "1",
+        ])
+        .args(["--port", "0", "--worker-port", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_for("the fleet to stop", Duration::from_secs(180), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.unwrap().code(), Some(65), "{err}");
+    assert!(err.contains("--allow-untrained-head"), "{err}");
+    assert!(
+        !err.contains("restarting"),
+        "not restarted over and over: {err}"
+    );
 }

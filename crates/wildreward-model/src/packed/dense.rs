@@ -140,9 +140,11 @@ pub fn softmax_rows(x: &mut [f32], width: usize) {
 mod tests {
     use super::*;
 
-    /// erf against a 30-term Taylor series in f64 (exact to 1e-15 for |x| ≤ 3), and its tails.
+    /// erf against a Taylor series in f64 (exact to 1e-15 for |x| ≤ 3) at the same f32 inputs, and
+    /// its tails. The bound: Abramowitz–Stegun 7.1.26's 1.5e-7, plus the rounding of its half-dozen
+    /// f32 operations (an ulp near 1 is 6e-8).
     #[test]
-    fn erf_matches_a_series_to_2e_7() {
+    fn erf_matches_a_series_to_5e_7() {
         let series = |x: f64| {
             let (mut term, mut sum) = (x, x);
             for n in 1..60 {
@@ -154,13 +156,14 @@ mod tests {
         let mut worst = 0f64;
         let mut x = -3.0f64;
         while x <= 3.0 {
-            worst = worst.max((erf(x as f32) as f64 - series(x)).abs());
+            let xf = x as f32;
+            worst = worst.max((erf(xf) as f64 - series(xf as f64)).abs());
             x += 0.001;
         }
-        assert!(worst < 2e-7, "erf error {worst}");
+        assert!(worst < 5e-7, "erf error {worst}");
         assert_eq!(erf(9.0), 1.0);
         assert_eq!(erf(-9.0), -1.0);
-        assert_eq!(erf(0.0), 0.0);
+        assert!(erf(0.0).abs() < 1e-7, "erf(0) = {}", erf(0.0)); // the approximation, not exact at 0
     }
 
     #[test]

@@ -470,7 +470,10 @@ pub(crate) fn linear(
     if x.len() < tokens * k || w.len() != n * k || out.len() < tokens * n {
         candle_core::bail!("packed forward: linear operands do not fit ({tokens}×{k} · {n}×{k}ᵀ)");
     }
-    if tokens <= SKINNY_ROWS {
+    if let Some((kernel, w16)) = lin.bf16() {
+        wildreward_kernels::matmul_bf16(kernel, x, tokens, w16, out, accumulate)
+            .map_err(candle_core::Error::msg)?;
+    } else if tokens <= SKINNY_ROWS {
         skinny_linear(&x[..tokens * k], w, &mut out[..tokens * n], k, accumulate);
     } else {
         matmul_banded(

@@ -24,6 +24,7 @@ pub struct WorkerSlot {
     pid: AtomicU32,
     restarts: AtomicU64,
     slow_checks: AtomicU32,
+    ever_healthy: AtomicBool,
 }
 
 impl WorkerSlot {
@@ -171,6 +172,9 @@ impl Pool {
             return;
         };
         let was = slot.healthy.swap(healthy, Ordering::SeqCst);
+        if healthy {
+            slot.ever_healthy.store(true, Ordering::SeqCst);
+        }
         if was != healthy {
             let url = slot.url().unwrap_or_else(|| format!("worker {i}"));
             if healthy {
@@ -182,6 +186,14 @@ impl Pool {
         self.metrics
             .healthy_workers
             .set(self.healthy_count() as i64);
+    }
+
+    /// Whether worker `i` has ever passed a health check (a worker that exits with bad settings
+    /// before that will not do better on a restart).
+    pub fn was_ever_healthy(&self, i: usize) -> bool {
+        self.slots
+            .get(i)
+            .is_some_and(|s| s.ever_healthy.load(Ordering::SeqCst))
     }
 
     /// Where spawned worker `i` now listens (after a (re)start).

@@ -65,7 +65,7 @@ pub struct WorkerArgs {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
-    /// Device: cpu or cuda:N (FP16 backbone on CUDA, rewards in f32).
+    /// Device: cpu or cuda:N (bf16 backbone on CUDA unless --dtype, rewards in f32).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     #[command(flatten)]
@@ -140,6 +140,10 @@ pub struct ScoringFlags {
     /// or `reward` (`[reward]`, where verl's reward loop reads `probs[-1]`).
     #[arg(long, default_value = "probs")]
     pub classify_output: String,
+    /// Backbone precision: `auto` (f32 on CPU, bf16 on CUDA), `f32`, `bf16`, or `f16` (CUDA only,
+    /// when asked). The head and the rewards are f32 whatever this says.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
 }
 
 /// Auth and limits of a server's HTTP side.
@@ -244,6 +248,7 @@ fn worker_config(
     cfg.classify_input = scoring.classify_input.parse()?;
     cfg.classify_output = scoring.classify_output.parse()?;
     cfg.allow_untrained_head = scoring.allow_untrained_head;
+    cfg.precision = scoring.dtype.parse().map_err(BadInput)?;
     cfg.limits = http.limits(HttpLimits::default());
     if let Some(s) = scoring.max_queue_seconds {
         cfg.max_queue = Duration::try_from_secs_f64(s)
@@ -406,6 +411,8 @@ fn run_fleet(args: ServeArgs) -> anyhow::Result<()> {
                 s.classify_input.clone(),
                 "--classify-output".into(),
                 s.classify_output.clone(),
+                "--dtype".into(),
+                s.dtype.clone(),
                 "--payload-limit".into(),
                 payload_limit.to_string(),
                 "--exit-on-stdin-eof".into(),
@@ -494,11 +501,15 @@ mod tests {
                 max_queue_seconds: Some(1.5),
                 classify_input: "chat".into(),
                 classify_output: "reward".into(),
+                allow_untrained_head: true,
+                dtype: "f32".into(),
             },
             &w,
         )
         .unwrap();
         assert_eq!(cfg.limits.max_client_batch, 8);
         assert_eq!(cfg.max_queue, Duration::from_millis(1500));
+        assert!(cfg.allow_untrained_head);
+        assert_eq!(cfg.precision, wildreward_model::Precision::F32);
     }
 }
