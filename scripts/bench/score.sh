@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Scorer throughput, Rust (candle) vs the reference worker (PyTorch + transformers), on the same weights
+# Scorer throughput, Rust f32 and bf16 vs PyTorch + transformers f32 and bf16 (sorted by length, SDPA: the
+# strongest configuration a user would pick), on the same weights
 # (SmolLM2 converted with a seeded head) and the same token ids: real ShareGPT text cut to mixed lengths
 # uniform in [L/8, L] for L = 128, 512, 2048, in arrival order. Each side scores each set REPEATS times
 # (default 3) and reports its fastest pass, as the matmul peak is the best of several timings; the
@@ -15,7 +16,7 @@ scripts/fetch-assets.sh >/dev/null
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -c "import torch, transformers" 2>/dev/null \
   || "$VENV/bin/pip" install -q --disable-pip-version-check torch transformers accelerate gguf
-cargo build -q --bins --example bench_score -p wildreward-model -p wildreward
+cargo build -q --workspace --bins --examples
 target/debug/wildreward convert --model assets/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \
   --out "$OUT/rm" >/dev/null 2>&1
 "$VENV/bin/python" - "$OUT" <<'PY'
@@ -36,18 +37,25 @@ for L, n in [(128, 128), (512, 48), (2048, 12)]:
             f.write(json.dumps({"ids": ids[s:s + k]}) + "\n")
 PY
 export REPEATS=${REPEATS:-3}
-printf '| max length | texts | tokens | Rust texts/s | PyTorch texts/s | speed-up | Rust useful GFLOP/s | of f32 matmul peak | median pass |\n|---|---|---|---|---|---|---|---|---|\n'
+CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+ISA=$(grep -o -w -E 'amx_bf16|avx512_bf16|avx512f' /proc/cpuinfo | sort -u | tr '\n' ' ')
+echo "CPU: $CPU; flags: $ISA; torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__, torch.backends.cpu.get_cpu_capability())')"
+printf '| max length | texts | tokens | Rust f32 | Rust bf16 (%s) | PyTorch f32 sorted+SDPA | PyTorch bf16 sorted+SDPA | Rust bf16 / PyTorch bf16 | Rust f32 / PyTorch f32 | mean |Δr| bf16 vs f32 | Rust bf16 useful GFLOP/s (of bf16 peak) |\n|---|---|---|---|---|---|---|---|---|---|---|\n' "bf16"
 for L in 128 512 2048; do
   r=$(target/debug/examples/bench_score "$OUT/rm" "$OUT/ids-$L.jsonl")
-  p=$("$VENV/bin/python" scripts/bench/score_reference.py "$OUT/rm" "$OUT/ids-$L.jsonl" 2>/dev/null)
-  echo "$r" > "$OUT/rust-$L.json"; echo "$p" > "$OUT/torch-$L.json"
-  python3 - "$L" "$r" "$p" <<'PY'
+  rb=$(DTYPE=bf16 target/debug/examples/bench_score "$OUT/rm" "$OUT/ids-$L.jsonl")
+  pf=$(ORDER=sorted TORCH_DTYPE=f32 "$VENV/bin/python" scripts/bench/score_reference.py "$OUT/rm" "$OUT/ids-$L.jsonl" 2>/dev/null)
+  pb=$(ORDER=sorted TORCH_DTYPE=bf16 "$VENV/bin/python" scripts/bench/score_reference.py "$OUT/rm" "$OUT/ids-$L.jsonl" 2>/dev/null)
+  echo "$r" > "$OUT/rust-f32-$L.json"; echo "$rb" > "$OUT/rust-bf16-$L.json"
+  echo "$pf" > "$OUT/torch-f32-$L.json"; echo "$pb" > "$OUT/torch-bf16-$L.json"
+  python3 - "$L" "$r" "$rb" "$pf" "$pb" <<'PY'
 import json, sys
-L, r, p = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-print(f"| {L} | {r['texts']} | {r['tokens']} | {r['texts_per_s']:.2f} | {p['texts_per_s']:.2f} | "
-      f"{r['texts_per_s'] / p['texts_per_s']:.2f}× | {r['useful_gflops']:.1f} | "
-      f"{100 * r['fraction_of_peak']:.0f}% of {r['matmul_peak_gflops']:.0f} | "
-      f"{100 * r['fraction_of_peak_median']:.0f}% |")
-assert abs(r["mean_reward"] - p["mean_reward"]) < 1e-3, ("rewards differ", r["mean_reward"], p["mean_reward"])
+L = sys.argv[1]
+r, rb, pf, pb = (json.loads(a) for a in sys.argv[2:6])
+print(f"| {L} | {r['texts']} | {r['tokens']} | {r['texts_per_s']:.2f} | {rb['texts_per_s']:.2f} ({rb['matmul']}) | "
+      f"{pf['texts_per_s']:.2f} | {pb['texts_per_s']:.2f} | {rb['texts_per_s'] / pb['texts_per_s']:.2f}x | "
+      f"{r['texts_per_s'] / pf['texts_per_s']:.2f}x | {abs(rb['mean_reward'] - r['mean_reward']):.1e} | "
+      f"{rb['useful_gflops']:.0f} ({100 * rb['fraction_of_peak']:.0f}% of {rb['matmul_peak_gflops']:.0f}) |")
+assert abs(r["mean_reward"] - pf["mean_reward"]) < 1e-3, ("rewards differ", r["mean_reward"], pf["mean_reward"])
 PY
 done

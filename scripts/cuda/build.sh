@@ -16,7 +16,7 @@ MODE=${1:-check}
 shift || true
 
 TOOLKIT=$(scripts/cuda/install-nvcc.sh)
-CUDARC=$(cargo metadata --format-version 1 --locked | python3 -c '
+CUDARC=$(cargo metadata --format-version 1 --locked --features wildreward-model/cuda | python3 -c '
 import json, os, sys
 m = json.load(sys.stdin)
 print(next(os.path.dirname(p["manifest_path"]) for p in m["packages"] if p["name"] == "cudarc"))')

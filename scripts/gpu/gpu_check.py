@@ -100,14 +100,16 @@ def make_data(out_dir, sharegpt, tok_dir):
     with open(os.path.join(out_dir, "texts.jsonl"), "w") as f:
         for _, _, text in rows:
             f.write(json.dumps({"text": text}) + "\n")
-    for split, part in [("train", rows[:256]), ("test", rows[256:288])]:
+    n_test = min(32, max(4, len(rows) // 8))
+    train = rows[:min(256, len(rows) - n_test)]
+    for split, part in [("train", train), ("test", rows[len(train):len(train) + n_test])]:
         with open(os.path.join(out_dir, "train", split + ".jsonl"), "w") as f:
             for i, (query, response, text) in enumerate(part):
                 f.write(json.dumps({
                     "id": f"gpu{split}{i}", "history": [], "text": text,
                     "messages": [{"role": "user", "content": query}, {"role": "assistant", "content": response}],
                     "label": 1 + rng.randrange(4)}) + "\n")
-    emit({"texts": len(rows), "train": min(256, len(rows)), "out": out_dir})
+    emit({"texts": len(rows), "train": len(train), "test": n_test, "out": out_dir})
 
 
 def load(model_dir, dtype):
@@ -126,7 +128,7 @@ def pooled_logits(model, batch, pad):
     hidden = model.model(input_ids=x, attention_mask=mask).last_hidden_state
     last = torch.tensor([len(b) - 1 for b in batch], device=DEVICE)
     h = hidden[torch.arange(len(batch), device=DEVICE), last]
-    return model.score(h).float()
+    return model.score(h.to(model.score.weight.dtype)).float()
 
 
 def score(model_dir, texts, dtype_name, out):
