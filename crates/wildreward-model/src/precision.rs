@@ -1,7 +1,8 @@
 //! The one rule for the backbone's dtype at inference, shared by serve, score, eval and online DPO,
 //! so the same checkpoint on the same GPU gives the same rewards whichever command scores it.
 //!
-//! `auto` is f32 on CPU (the packed scorer's kernels are f32) and **bf16** on CUDA: the checkpoints
+//! `auto` is f32 on CPU (bf16 there is asked for with `--dtype bf16` on CPUs with AVX512_BF16, until
+//! it is benchmarked at every length: docs/benchmarks.md) and **bf16** on CUDA: the checkpoints
 //! this project trains and the HF models it reads are bf16-trained, and bf16 keeps f32's exponent
 //! range, so activations that overflow f16 (65,504) stay finite. f16 is used only when asked for.
 //! The reward head and the rewards are f32 in every case ([`crate::ScoreHead`]).
