@@ -23,13 +23,9 @@ import torch
 
 DEVICE = os.environ.get("DEVICE", "cuda")  # torch device: cuda or cpu
 MAX_LEN = 512
-# The reference's build_text (crates/wildreward-types/src/template.rs), first turn.
-HEADER = ("# Task Description\nYou are an expert conversation evaluator. Your task is to judge the **User's "
-          "Satisfaction** with the Assistant's response based on the conversation context.\nPlease rate the "
-          "response on a scale of 1 to 5 integers.\n\n# Scoring Criteria\n[1] CLEARLY NEGATIVE / REJECTION\n"
-          "[2] CORRECTION / ERROR POINTER (Negative)\n[3] NEUTRAL\n[4] POSITIVE ENGAGEMENT\n[5] CLEAR "
-          "SATISFACTION\n\n# Input Data\n## Context (History)\n")
-FOOTER = "# Output\nBased on the criteria above, please output ONLY the integer score (1, 2, 3, 4, or 5)."
+# The reference's RM template, first turn: the one copy the benchmark scripts share.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from flood import build_text  # noqa: E402
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -90,8 +86,7 @@ def make_data(out_dir, sharegpt, tok_dir):
                 continue
             query = " ".join(q["value"].split()[:60])
             response = " ".join(a["value"].split()[: rng.randint(20, 260)])
-            text = HEADER + "No previous context." + "\n\n## User Query\n" + query + \
-                "\n\n## Assistant Response\n" + response + "\n\n" + FOOTER
+            text = build_text(query, response)
             if len(tok(text)["input_ids"]) <= MAX_LEN - 2:
                 rows.append((query, response, text))
         if len(rows) >= env("TEXTS", 1024):

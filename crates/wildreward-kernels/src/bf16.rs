@@ -230,7 +230,7 @@ pub fn matmul_bf16(
             .for_each(|(dst, src)| {
                 let r = dst.len() / n;
                 for b in (0..w.blocks()).step_by(TILE_BLOCKS) {
-                    panel(kernel, src, r, w, b, dst, accumulate);
+                    panel(kernel, src, r, w, b, &mut dst[b * LANES..], n, accumulate);
                 }
             });
     } else {
@@ -242,7 +242,7 @@ pub fn matmul_bf16(
             .map(|b| {
                 let cols = (w.n - b * LANES).min(TILE_BLOCKS * LANES);
                 let mut tmp = vec![0f32; rows * cols];
-                panel_into(kernel, &xp, rows, w, b, &mut tmp, cols, false);
+                panel(kernel, &xp, rows, w, b, &mut tmp, cols, false);
                 (b * LANES, tmp)
             })
             .collect();
@@ -261,7 +261,10 @@ pub fn matmul_bf16(
     Ok(())
 }
 
-/// Columns `first_block·16 ..` (up to [`TILE_BLOCKS`] blocks) of `rows` rows, into `out` (`rows × n`).
+/// Columns `first_block·16 ..` (up to [`TILE_BLOCKS`] blocks) of `rows` rows, into `out`, which
+/// starts at the panel's first column and holds rows `stride` apart (the product itself, or a
+/// scratch of the panel's own width).
+#[allow(clippy::too_many_arguments)]
 fn panel(
     kernel: Bf16Kernel,
     xp: &[u32],
@@ -269,40 +272,10 @@ fn panel(
     w: &PackedBf16,
     first_block: usize,
     out: &mut [f32],
+    stride: usize,
     accumulate: bool,
 ) {
-    let col = first_block * LANES;
-    let n = w.n;
-    let cols = (n - col).min(TILE_BLOCKS * LANES);
-    for r0 in (0..rows).step_by(TILE_ROWS) {
-        let m = (rows - r0).min(TILE_ROWS);
-        let dst = &mut out[r0 * n + col..];
-        tile(
-            kernel,
-            &xp[r0 * w.pairs..],
-            m,
-            w,
-            first_block,
-            dst,
-            n,
-            cols,
-            accumulate,
-        );
-    }
-}
-
-/// Like [`panel`], into a `rows × cols` scratch.
-#[allow(clippy::too_many_arguments)]
-fn panel_into(
-    kernel: Bf16Kernel,
-    xp: &[u32],
-    rows: usize,
-    w: &PackedBf16,
-    first_block: usize,
-    out: &mut [f32],
-    cols: usize,
-    accumulate: bool,
-) {
+    let cols = (w.n - first_block * LANES).min(TILE_BLOCKS * LANES);
     for r0 in (0..rows).step_by(TILE_ROWS) {
         let m = (rows - r0).min(TILE_ROWS);
         tile(
@@ -311,8 +284,8 @@ fn panel_into(
             m,
             w,
             first_block,
-            &mut out[r0 * cols..],
-            cols,
+            &mut out[r0 * stride..],
+            stride,
             cols,
             accumulate,
         );

@@ -560,13 +560,14 @@ impl Backbone {
         Ok(())
     }
 
-    /// The product the layer projections run: `f32`, or the bf16 kernel's name.
+    /// The product the layer projections run: the bf16 kernel's name (`avx512bf16`, …) when
+    /// [`Backbone::use_bf16_matmul`] packed them, else the backbone dtype (`f32`, `bf16`, `f16`).
     pub fn matmul_name(&self) -> &'static str {
         self.layers
             .first()
             .and_then(|l| l.linears().next())
             .and_then(Linear::bf16)
-            .map_or("f32", |(k, _)| k.name())
+            .map_or(self.dtype.as_str(), |(k, _)| k.name())
     }
 
     /// Loads `model.*` (and `lm_head.weight` when untied and present) from `vb`.

@@ -190,22 +190,21 @@ impl Backend for CandleBackend {
         let head = model.head();
         let opts = self.scorer.options();
         let scalar = head.kind() == wildreward_model::HeadKind::Scalar;
-        let backbone_dtype = format!("{:?}", model.backbone().dtype()).to_lowercase();
-        let matmul = model.backbone().matmul_name();
+        let backbone = model.backbone();
+        let packed_bf16 = backbone.matmul_name() != backbone.dtype().as_str();
         ModelInfo {
             model: model.source().display().to_string(),
             head: head.kind().name().to_string(),
             levels: if scalar { 0 } else { head.outputs() + 1 },
             logits: head.outputs(),
             head_initialised: model.head_was_initialised(),
-            dtype: match matmul {
-                "f32" => backbone_dtype.clone(),
-                _ => "bf16".into(),
-            },
-            matmul: match matmul {
-                "f32" => backbone_dtype,
-                kernel => kernel.to_string(),
-            },
+            dtype: if packed_bf16 {
+                "bf16"
+            } else {
+                backbone.dtype().as_str()
+            }
+            .to_string(),
+            matmul: backbone.matmul_name().to_string(),
             device: self.device.to_string(),
             max_length: opts.max_length.min(model.backbone().max_positions()),
             max_batch_tokens: opts.max_batch_tokens,

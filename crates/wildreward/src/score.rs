@@ -190,10 +190,7 @@ pub fn run(opts: &ScoreOptions) -> anyhow::Result<usize> {
     };
     let model = RewardModel::load(&opts.model, &load)?;
     let load_seconds = started.elapsed().as_secs_f64();
-    let matmul = match model.backbone().matmul_name() {
-        "f32" => format!("{:?}", model.backbone().dtype()).to_lowercase(),
-        kernel => kernel.to_string(),
-    };
+    let matmul = model.backbone().matmul_name().to_string();
     if model.head_was_initialised() {
         eprintln!(
             "wildreward: {} has no reward head: scoring with a seeded random 3-output head (seed 0); \
@@ -245,7 +242,7 @@ pub fn run(opts: &ScoreOptions) -> anyhow::Result<usize> {
             tokens_per_s: tokens as f64 / score_seconds.max(1e-9),
             mean_reward: reward_sum / n.max(1) as f64,
             device: opts.device.to_string(),
-            dtype: format!("{dtype:?}").to_lowercase(),
+            dtype: dtype.as_str().to_string(),
             matmul,
         };
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
