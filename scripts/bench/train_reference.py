@@ -43,6 +43,11 @@ model_dir, ids_path, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 warmup, steps = int(sys.argv[4]), int(sys.argv[5])
 reps = int(sys.argv[6]) if len(sys.argv) > 6 else 100
 torch.set_num_threads(int(sys.argv[7]) if len(sys.argv) > 7 else 2)
+# bf16: PyTorch's CPU autocast (matmuls in bf16 on oneDNN: AMX or AVX512_BF16 where the CPU has them;
+# f32 master weights, gradients and AdamW state), the configuration a user picks for speed.
+DTYPE = sys.argv[8] if len(sys.argv) > 8 else "f32"
+assert DTYPE in ("f32", "bf16"), DTYPE
+autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=DTYPE == "bf16")
 torch.manual_seed(0)
 
 t_load = time.perf_counter()
@@ -74,16 +79,18 @@ rss_after_load = proc_mib("VmRSS")
 
 
 def pooled_features():
-    hidden = backbone(input_ids=x, attention_mask=mask).last_hidden_state
-    return hidden[rows_idx, lengths - 1]
+    with autocast():
+        hidden = backbone(input_ids=x, attention_mask=mask).last_hidden_state
+    return hidden[rows_idx, lengths - 1].float()
 
 
 def head_step(pooled):
     """Forward through the head (and the backbone when `pooled` is None), backward, clip, AdamW."""
     c0 = cpu_seconds()
     t0 = time.perf_counter()
-    logits = head(pooled_features() if pooled is None else pooled)
-    loss = bce(logits, targets)
+    with autocast():
+        logits = head(pooled_features() if pooled is None else pooled)
+    loss = bce(logits.float(), targets)
     t1 = time.perf_counter()
     rss_forward = proc_mib("VmRSS")  # with the autograd graph's saved tensors alive
     loss.backward()
@@ -132,7 +139,7 @@ for i in range(warmup + steps):
         timed.append(times)
 
 tokens = int(lengths.sum())
-report = {"impl": "pytorch-transformers", "mode": mode, "sequences": len(rows), "tokens": tokens,
+report = {"impl": "pytorch-transformers", "mode": mode, "dtype": DTYPE, "sequences": len(rows), "tokens": tokens,
           "padded_tokens": len(rows) * longest, "trainable_parameters": sum(p.numel() for p in params),
           "warmup_steps": warmup, "load_seconds": load_seconds, "rss_after_load_mib": rss_after_load,
           "peak_rss_mib": proc_mib("VmHWM"), "load_average_before": load_before,

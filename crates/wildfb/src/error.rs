@@ -59,6 +59,26 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A JSON line lacks a field, or has one of the wrong type or value.
+    #[error("{path}:{line}: field `{field}`: {message}")]
+    Field {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// `wildfb sample-users` cannot draw what was asked from this input (too few users or instances).
+    #[error("{path}: {message}")]
+    Sample {
+        /// The input file.
+        path: PathBuf,
+        /// The shortfall, and what would fit.
+        message: String,
+    },
     /// A parquet file is unreadable or lacks what the WildChat schema needs.
     #[error("{path}: {message}")]
     Parquet {

@@ -17,5 +17,6 @@ pub mod error;
 pub mod import;
 pub mod lang;
 pub mod parquet;
+pub mod sample;
 
 pub use error::{Error, Result};

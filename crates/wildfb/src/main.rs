@@ -32,6 +32,35 @@ enum Command {
     /// weighted), per-class precision / recall / F1, confusion matrix, coverage, and the always-neutral
     /// baseline beside them → OUT/agreement.{json,md,png}.
     Agree(AgreeArgs),
+    /// A training set of exactly --size instances drawn from --users users only (chosen with --seed,
+    /// round-robin over them), from a labelled JSONL such as OUT/train.jsonl → --output and a report
+    /// (--report, default <output>.report.json): "same data size, more users" as a loop over K.
+    SampleUsers(SampleUsersArgs),
+}
+
+#[derive(clap::Args)]
+struct SampleUsersArgs {
+    /// Labelled JSONL to draw from (train.jsonl of `wildfb collect`).
+    #[arg(long)]
+    input: PathBuf,
+    /// K: how many users to draw from.
+    #[arg(long)]
+    users: usize,
+    /// N: how many instances to write (exactly; an error if the K users hold fewer).
+    #[arg(long)]
+    size: usize,
+    /// Seed of the choice of users and of their instances.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Only users with at least this many instances can be chosen.
+    #[arg(long, default_value_t = 1)]
+    min_per_user: usize,
+    /// JSONL to write.
+    #[arg(long)]
+    output: PathBuf,
+    /// Where the JSON report goes [default: <output>.report.json].
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -294,6 +323,21 @@ fn main() -> ExitCode {
             wildfb::agree::run(&opts)
                 .map(|(_, text)| print!("{text}"))
                 .map_err(anyhow::Error::from)
+        }
+        Command::SampleUsers(a) => {
+            let opts = wildfb::sample::SampleOptions {
+                input: a.input,
+                output: a.output,
+                report: a.report,
+                users: a.users,
+                size: a.size,
+                seed: a.seed,
+                min_per_user: a.min_per_user,
+            };
+            wildfb::sample::run(&opts)
+                .map_err(anyhow::Error::from)
+                .and_then(|report| Ok(serde_json::to_string_pretty(&report)?))
+                .map(|json| println!("{json}"))
         }
         Command::Import { source } => {
             let (source, args) = match source {

@@ -32,7 +32,8 @@ fn ok(o: &std::process::Output) -> String {
     stderr
 }
 
-/// Every line must be a WildFB record with exactly the released keys, a 1..4 label, the judged pair as
+/// Every line must be a WildFB record with exactly the released keys plus its user (`user`,
+/// `user_key`: the conversation, since ShareGPT records no user), a 1..4 label, the judged pair as
 /// user/assistant, and the text the shared template builds.
 fn check_records(path: &Path) -> Vec<WildFbRecord> {
     let mut out = Vec::new();
@@ -48,10 +49,14 @@ fn check_records(path: &Path) -> Vec<WildFbRecord> {
                 "label",
                 "messages",
                 "text",
-                "user_feedback"
+                "user",
+                "user_feedback",
+                "user_key"
             ],
             "{v}"
         );
+        assert_eq!(v["user_key"], "conversation", "{v}");
+        assert_eq!(v["user"], conversation(v["id"].as_str().unwrap()), "{v}");
         let r: WildFbRecord = serde_json::from_value(v).unwrap();
         assert!((1..=4).contains(&r.label.value()));
         assert_eq!(r.messages[0].role.as_str(), "user");

@@ -32,7 +32,11 @@ fn main() -> Result<(), String> {
             .collect();
         let packed = PackedBf16::from_rows(&w, n, k)?;
         let mut out = vec![0f32; m * n];
-        for kernel in [Bf16Kernel::Avx512Bf16, Bf16Kernel::Portable] {
+        for kernel in [
+            Bf16Kernel::Amx,
+            Bf16Kernel::Avx512Bf16,
+            Bf16Kernel::Portable,
+        ] {
             if !kernel.available() || (kernel == Bf16Kernel::Portable && m > 64) {
                 continue;
             }

@@ -10,6 +10,8 @@
 //! Both operands are rounded to nearest even (`half`'s rounding, the same as the instruction set's
 //! conversions); the sum is f32. [`Bf16Kernel::Portable`] does the same arithmetic in scalar code, so
 //! every CPU builds and tests the same numbers, and a CPU without AVX512_BF16 still runs bf16.
+//! [`Bf16Kernel::Amx`] runs the same packed weight and the same rounding of `x` on Intel AMX tiles
+//! ([`crate::amx`]): the block layout above is already the VNNI layout its `tdpbf16ps` reads.
 
 use half::bf16;
 use rayon::prelude::*;
@@ -26,6 +28,9 @@ const ROW_BLOCK: usize = 64;
 /// Which implementation [`matmul_bf16`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bf16Kernel {
+    /// Intel AMX-BF16 `tdpbf16ps` on tile registers (Sapphire Rapids and later Xeons; Linux only,
+    /// which must grant the process the tile state): see [`crate::amx`].
+    Amx,
     /// AVX512_BF16 `vdpbf16ps` (AMD Zen 4/5, Intel Cooper Lake and later).
     Avx512Bf16,
     /// Scalar code with the same rounding (any CPU; slow, for reference and tests).
@@ -33,7 +38,7 @@ pub enum Bf16Kernel {
 }
 
 impl Bf16Kernel {
-    /// The fastest kernel this CPU runs, unless `WILDREWARD_MATMUL` names one (`avx512bf16`,
+    /// The fastest kernel this CPU runs, unless `WILDREWARD_MATMUL` names one (`amx`, `avx512bf16`,
     /// `portable`); naming one the CPU lacks is an error, not a silent fallback.
     pub fn detect() -> Result<Self, String> {
         match std::env::var("WILDREWARD_MATMUL") {
@@ -42,9 +47,11 @@ impl Bf16Kernel {
         }
     }
 
-    /// The fastest kernel this CPU runs.
+    /// The fastest kernel this CPU runs: AMX, then AVX512_BF16, then the portable loop.
     pub fn best() -> Self {
-        if Self::Avx512Bf16.available() {
+        if Self::Amx.available() {
+            Self::Amx
+        } else if Self::Avx512Bf16.available() {
             Self::Avx512Bf16
         } else {
             Self::Portable
@@ -54,16 +61,22 @@ impl Bf16Kernel {
     /// The kernel called `name`, if this CPU runs it.
     pub fn named(name: &str) -> Result<Self, String> {
         let k = match name.to_ascii_lowercase().as_str() {
+            "amx" | "amx-bf16" | "amx_bf16" => Self::Amx,
             "avx512bf16" | "avx512_bf16" => Self::Avx512Bf16,
             "portable" | "bf16-portable" => Self::Portable,
             _ => {
                 return Err(format!(
-                    "WILDREWARD_MATMUL={name:?}: expected avx512bf16 or portable"
+                    "WILDREWARD_MATMUL={name:?}: expected amx, avx512bf16 or portable"
                 ))
             }
         };
         if k.available() {
             Ok(k)
+        } else if k == Self::Amx {
+            let why = crate::amx::probe().err().unwrap_or_default();
+            Err(format!(
+                "WILDREWARD_MATMUL={name}: this CPU lacks amx ({why}); use avx512bf16 or portable"
+            ))
         } else {
             Err(format!(
                 "WILDREWARD_MATMUL={name}: this CPU lacks {}",
@@ -76,6 +89,7 @@ impl Bf16Kernel {
     pub fn available(self) -> bool {
         match self {
             Self::Portable => true,
+            Self::Amx => crate::amx::available(),
             #[cfg(target_arch = "x86_64")]
             Self::Avx512Bf16 => {
                 std::arch::is_x86_feature_detected!("avx512f")
@@ -89,6 +103,7 @@ impl Bf16Kernel {
     /// The name benchmarks and `/info` print.
     pub fn name(self) -> &'static str {
         match self {
+            Self::Amx => "amx",
             Self::Avx512Bf16 => "avx512bf16",
             Self::Portable => "bf16-portable",
         }
@@ -97,7 +112,7 @@ impl Bf16Kernel {
 
 /// Two f32 values rounded to bf16 and packed as one 32-bit lane: `lo` in the low half.
 #[inline]
-fn pair(lo: f32, hi: f32) -> u32 {
+pub(crate) fn pair(lo: f32, hi: f32) -> u32 {
     u32::from(bf16::from_f32(lo).to_bits()) | (u32::from(bf16::from_f32(hi).to_bits()) << 16)
 }
 
@@ -117,7 +132,7 @@ fn hi(p: u32) -> f32 {
 pub struct PackedBf16 {
     n: usize,
     k: usize,
-    pairs: usize,
+    pub(crate) pairs: usize,
     data: Vec<u32>,
 }
 
@@ -151,6 +166,36 @@ impl PackedBf16 {
         Ok(Self { n, k, pairs, data })
     }
 
+    /// Packs the transpose of the row-major `[k, n]` matrix `a` (so the packed matrix is
+    /// `aᵀ`, `[n, k]`) without writing the transpose out: the backward products of a linear
+    /// multiply by `Wᵀ` and `xᵀ`, which are stored the other way round.
+    pub fn from_transposed(a: &[f32], k: usize, n: usize) -> Result<Self, String> {
+        if a.len() != n * k {
+            return Err(format!(
+                "bf16 pack: {} values for a [{k}, {n}] matrix to transpose",
+                a.len()
+            ));
+        }
+        let pairs = k.div_ceil(2);
+        let blocks = n.div_ceil(LANES);
+        let mut data = vec![0u32; blocks * pairs * LANES];
+        data.par_chunks_mut((pairs * LANES).max(1))
+            .enumerate()
+            .for_each(|(b, block)| {
+                let j0 = b * LANES;
+                let width = LANES.min(n - j0);
+                for p in 0..pairs {
+                    let lo = &a[2 * p * n + j0..2 * p * n + j0 + width];
+                    let hi = (2 * p + 1 < k).then(|| &a[(2 * p + 1) * n + j0..][..width]);
+                    let dst = &mut block[p * LANES..p * LANES + width];
+                    for (lane, d) in dst.iter_mut().enumerate() {
+                        *d = pair(lo[lane], hi.map_or(0.0, |h| h[lane]));
+                    }
+                }
+            });
+        Ok(Self { n, k, pairs, data })
+    }
+
     /// Output columns.
     pub fn n(&self) -> usize {
         self.n
@@ -166,12 +211,12 @@ impl PackedBf16 {
         self.data.len() * 4
     }
 
-    fn blocks(&self) -> usize {
+    pub(crate) fn blocks(&self) -> usize {
         self.n.div_ceil(LANES)
     }
 
     /// Block `b`'s lanes, `pairs × 16`.
-    fn block(&self, b: usize) -> &[u32] {
+    pub(crate) fn block(&self, b: usize) -> &[u32] {
         &self.data[b * self.pairs * LANES..(b + 1) * self.pairs * LANES]
     }
 }
@@ -220,6 +265,9 @@ pub fn matmul_bf16(
             out[..rows * n].fill(0.0);
         }
         return Ok(());
+    }
+    if kernel == Bf16Kernel::Amx {
+        return crate::amx::matmul_hardware(x, rows, w, out, accumulate);
     }
     let xp = pack_rows(x, rows, k);
     let pairs = w.pairs;
@@ -470,19 +518,23 @@ mod tests {
     /// an f64 product of the bf16-rounded operands, for each kernel this CPU runs.
     #[test]
     fn every_tile_shape_matches_an_f64_product_of_the_rounded_operands() {
-        let kernels: Vec<Bf16Kernel> = [Bf16Kernel::Avx512Bf16, Bf16Kernel::Portable]
-            .into_iter()
-            .filter(|k| {
-                let ok = k.available();
-                if !ok {
-                    eprintln!(
-                        "SKIPPED: this CPU lacks {}; its bf16 kernel is NOT tested here",
-                        k.name()
-                    );
-                }
-                ok
-            })
-            .collect();
+        let kernels: Vec<Bf16Kernel> = [
+            Bf16Kernel::Amx,
+            Bf16Kernel::Avx512Bf16,
+            Bf16Kernel::Portable,
+        ]
+        .into_iter()
+        .filter(|k| {
+            let ok = k.available();
+            if !ok {
+                eprintln!(
+                    "SKIPPED: this CPU lacks {}; its bf16 kernel is NOT tested here",
+                    k.name()
+                );
+            }
+            ok
+        })
+        .collect();
         for &rows in &[1usize, 3, 8, 9, 17, 129, 200] {
             for &n in &[1usize, 15, 16, 17, 48, 50, 100] {
                 for &k in &[1usize, 2, 7, 64, 577] {
@@ -517,6 +569,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn packing_a_transpose_equals_packing_the_transposed_rows() {
+        for (k, n) in [(1, 1), (7, 5), (33, 17), (64, 48), (83, 45)] {
+            let a = values(k * n, 3);
+            let mut t = vec![0f32; k * n];
+            for r in 0..k {
+                for c in 0..n {
+                    t[c * k + r] = a[r * n + c];
+                }
+            }
+            let direct = PackedBf16::from_transposed(&a, k, n).unwrap();
+            let via_rows = PackedBf16::from_rows(&t, n, k).unwrap();
+            assert_eq!((direct.n(), direct.k()), (n, k));
+            assert_eq!(direct.data, via_rows.data, "k {k}, n {n}");
+        }
+        assert!(PackedBf16::from_transposed(&[0.0; 5], 2, 3).is_err());
     }
 
     #[test]

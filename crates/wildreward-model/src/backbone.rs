@@ -540,6 +540,21 @@ impl Backbone {
         Ok(())
     }
 
+    /// Mixed-precision training on the CPU: every layer projection (and the LM head) runs its
+    /// training node's forward and backward products on `kernel` with bf16 operands and f32 sums,
+    /// the weights, gradients and optimiser state staying f32 (PyTorch's bf16 autocast does the
+    /// same to its matmuls). Norms, attention, the loss and the head stay f32. `None` turns it off.
+    pub fn use_bf16_training(&mut self, kernel: Option<Bf16Kernel>) {
+        for layer in &mut self.layers {
+            for (_, linear) in layer.linears_mut() {
+                linear.set_train_bf16(kernel);
+            }
+        }
+        if let Some(head) = &mut self.lm_head {
+            head.set_train_bf16(kernel);
+        }
+    }
+
     /// Makes the packed CPU forward multiply every layer projection (and the LM head) by a bf16 copy
     /// of its weight with `kernel`, f32 accumulation; norms, attention, the head stay f32. Needs f32
     /// weights on the CPU without adapters or quantized copies.
@@ -560,7 +575,7 @@ impl Backbone {
         Ok(())
     }
 
-    /// The product the layer projections run: the bf16 kernel's name (`avx512bf16`, …) when
+    /// The product the layer projections run: the bf16 kernel's name (`amx`, `avx512bf16`, …) when
     /// [`Backbone::use_bf16_matmul`] packed them, else the backbone dtype (`f32`, `bf16`, `f16`).
     pub fn matmul_name(&self) -> &'static str {
         self.layers

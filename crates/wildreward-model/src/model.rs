@@ -22,7 +22,7 @@ use wildreward_kernels::Bf16Kernel;
 pub struct LoadOptions {
     /// Where the weights go.
     pub device: Device,
-    /// Backbone dtype; `None` follows [`Precision::Auto`] (f32 on CPU, bf16 on CUDA). The head is always f32.
+    /// Backbone dtype; `None` follows [`LoadOptions::resolved_dtype`]. The head is always f32.
     pub dtype: Option<DType>,
     /// Differentiable kernels (training) or fused ones (scoring, generation).
     pub kernels: Kernels,
@@ -61,11 +61,16 @@ impl LoadOptions {
         }
     }
 
-    /// The dtype the backbone will use on this device: `dtype`, else the one rule of
-    /// [`Precision::Auto`] (f32 on CPU, bf16 on CUDA).
+    /// The dtype the backbone will use on this device: `dtype`, else f32 on CPU (exact; the
+    /// commands ask for bf16 there with [`Precision`]'s `auto`) and bf16 on CUDA.
     pub fn resolved_dtype(&self) -> DType {
-        self.dtype
-            .unwrap_or_else(|| Precision::Auto.resolve(&self.device))
+        self.dtype.unwrap_or_else(|| {
+            if self.device.is_cpu() {
+                DType::F32
+            } else {
+                Precision::Auto.resolve(&self.device)
+            }
+        })
     }
 }
 
@@ -104,15 +109,6 @@ impl RewardModel {
         };
         let ckpt = weights::load(&path, &opts.device, dtype)?;
         let mut model = Self::from_checkpoint(ckpt, opts)?;
-        if cpu_bf16 {
-            let packed = Bf16Kernel::detect()
-                .map_err(candle_core::Error::msg)
-                .and_then(|kernel| model.backbone.use_bf16_matmul(kernel));
-            packed.map_err(|e| ModelError::Weights {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        }
         if opts.quantized {
             let quantized = weights::load_quantized_projections(&path, &opts.device)?;
             model
@@ -186,7 +182,19 @@ impl RewardModel {
             .map(Tensor::dtype)
             .unwrap_or(opts.resolved_dtype());
         let vb = VarBuilder::from_tensors(tensors.clone(), dtype, &opts.device);
-        let backbone = Backbone::load(vb, &config, opts.kernels).map_err(weights_err)?;
+        let mut backbone = Backbone::load(vb, &config, opts.kernels).map_err(weights_err)?;
+        // bf16 on the CPU: f32 tensors (norms, embeddings, the reference path) and a bf16 copy of
+        // every projection for the packed forward's bf16 kernel, whichever way the model came.
+        if opts.device.is_cpu()
+            && dtype == DType::F32
+            && opts.resolved_dtype() == DType::BF16
+            && opts.kernels == Kernels::Fused
+        {
+            Bf16Kernel::detect()
+                .map_err(candle_core::Error::msg)
+                .and_then(|kernel| backbone.use_bf16_matmul(kernel))
+                .map_err(weights_err)?;
+        }
         Ok(Self {
             config,
             backbone,
@@ -208,6 +216,12 @@ impl RewardModel {
         quantized: &HashMap<String, Arc<QTensor>>,
     ) -> candle_core::Result<()> {
         self.backbone.use_quantized(quantized)
+    }
+
+    /// Mixed-precision training of the projections on `kernel` (`None`: exact f32): see
+    /// [`Backbone::use_bf16_training`].
+    pub fn use_bf16_training(&mut self, kernel: Option<Bf16Kernel>) {
+        self.backbone.use_bf16_training(kernel)
     }
 
     /// Makes the packed CPU forward multiply every projection by a bf16 copy of its weight with

@@ -32,6 +32,7 @@ pub struct Linear {
     lora: Option<Lora>,
     quantized: Option<QMatMul>,
     bf16: Option<(Bf16Kernel, Arc<PackedBf16>)>,
+    train_bf16: Option<Bf16Kernel>,
 }
 
 /// A low-rank adapter: trained while the base weight stays frozen, merged into it on save.
@@ -86,6 +87,7 @@ impl Linear {
             lora,
             quantized: None,
             bf16: None,
+            train_bf16: None,
         })
     }
 
@@ -97,6 +99,7 @@ impl Linear {
             lora: None,
             quantized: None,
             bf16: None,
+            train_bf16: None,
         }
     }
 
@@ -125,6 +128,18 @@ impl Linear {
         Ok(())
     }
 
+    /// Runs the training node's three products (forward, `dx`, `dW`) on `kernel` with bf16
+    /// operands and f32 sums from now on (`None`: exact f32 again); see
+    /// [`crate::Backbone::use_bf16_training`].
+    pub(crate) fn set_train_bf16(&mut self, kernel: Option<Bf16Kernel>) {
+        self.train_bf16 = kernel;
+    }
+
+    /// The kernel the training node's products run on, when bf16 training is on.
+    pub fn train_bf16(&self) -> Option<Bf16Kernel> {
+        self.train_bf16
+    }
+
     /// The LoRA adapter, if one was loaded.
     pub fn adapter(&self) -> Option<&Lora> {
         self.lora.as_ref()
@@ -148,7 +163,7 @@ impl Module for Linear {
         } else {
             match x.dims() {
                 _ if crate::nodes::applies(x) && x.dtype() == self.weight.dtype() => {
-                    crate::nodes::linear(x, &self.weight)?
+                    crate::nodes::linear(x, &self.weight, self.train_bf16)?
                 }
                 [b, l, h] => x
                     .reshape((b * l, *h))?

@@ -230,7 +230,9 @@ fn packed_scoring_padding_invariance_and_fused_kernels_agree_with_differentiable
 fn bf16_projections_stay_close_to_f32_on_smollm2() {
     let kernel = wildreward_kernels::Bf16Kernel::best();
     if kernel == wildreward_kernels::Bf16Kernel::Portable {
-        eprintln!("SKIPPED: this CPU lacks AVX512_BF16; SmolLM2 in bf16 is NOT tested here");
+        eprintln!(
+            "SKIPPED: this CPU lacks AVX512_BF16 and AMX-BF16; SmolLM2 in bf16 is NOT tested here"
+        );
         return;
     }
     let texts = texts();

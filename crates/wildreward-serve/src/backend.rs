@@ -28,7 +28,7 @@ pub struct ModelInfo {
     pub head_initialised: bool,
     /// Backbone dtype (`bf16` on a CPU whose projections run the bf16 kernel).
     pub dtype: String,
-    /// The product the projections run: `f32`, `avx512bf16`, `bf16-portable` (CPU), or the
+    /// The product the projections run: `f32`, `amx`, `avx512bf16`, `bf16-portable` (CPU), or the
     /// backbone dtype on CUDA.
     pub matmul: String,
     /// Device.

@@ -3,8 +3,9 @@
 //! started from the warm-up pass or a prior), so it can tell a request how long it would wait.
 //! Admitting a request whose expected wait — the backlog's tokens plus its own, times seconds per
 //! token — passes `--max-queue-seconds` is refused with 429 and a `Retry-After` of the seconds
-//! until it would fit. An idle worker admits any request, so one larger than the bound is still
-//! served (alone), never refused forever.
+//! until it would fit (for a request bigger than the bound, until the worker is idle). An idle
+//! worker admits any request, so one larger than the bound is still served (alone), never refused
+//! forever.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -83,9 +84,13 @@ impl Backlog {
             }),
             Err(queued) => {
                 let expected_wait_s = (queued + tokens) as f64 * spt;
+                // It fits once the backlog is down to what the bound leaves beside the request's
+                // own work; a request bigger than the bound fits only an idle worker.
+                let room = (bound - tokens as f64 * spt).max(0.0);
+                let drain_s = queued as f64 * spt - room;
                 Err(TooMuchWork {
                     expected_wait_s,
-                    retry_after_s: (expected_wait_s - bound).ceil().max(1.0) as u64,
+                    retry_after_s: drain_s.ceil().max(1.0) as u64,
                     queued_tokens: queued,
                 })
             }
@@ -179,8 +184,11 @@ mod tests {
         assert_eq!(refused.queued_tokens, 1500);
         assert!((refused.expected_wait_s - 2.5).abs() < 1e-9);
         assert_eq!(refused.retry_after_s, 1);
-        let big = b.admit(9000).unwrap_err(); // 10.5 s: 8.5 s past the bound
-        assert_eq!(big.retry_after_s, 9);
+        let big = b.admit(9000).unwrap_err(); // 9 s alone: fits only once the 1.5 s drained
+        assert_eq!(big.retry_after_s, 2);
+        let near = b.admit(1800).unwrap_err(); // 1.8 s: fits once 1.3 s of the 1.5 s drained
+        assert_eq!(near.retry_after_s, 2);
+        assert!((near.expected_wait_s - 3.3).abs() < 1e-9);
         assert!(b.precheck().is_ok(), "1.5 s queued leaves room");
         let second = b.admit(400).unwrap(); // 1.9 s
         assert_eq!(b.admit(101).unwrap_err().queued_tokens, 1900);

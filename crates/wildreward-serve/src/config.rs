@@ -342,7 +342,7 @@ impl Default for RouterConfig {
             attempt_timeout: Duration::from_secs(300),
             max_attempts: 4,
             health_interval: Duration::from_secs(1),
-            min_split: 16,
+            min_split: 4,
             max_part: 1024,
         }
     }

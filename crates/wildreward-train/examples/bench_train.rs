@@ -243,7 +243,15 @@ fn run_steps(
     let defaults = TrainConfig::default();
     let examples = read_ids(ids)?;
     let ckpt = weights::load(model, &candle_core::Device::Cpu, DType::F32)?;
-    let tm = build(ckpt, mode, LossKind::Ordinal, 3, 1.0, defaults.seed)?;
+    let mut tm = build(ckpt, mode, LossKind::Ordinal, 3, 1.0, defaults.seed)?;
+    // DTYPE=bf16: the projections' products in mixed precision (as `wildreward train --dtype bf16`).
+    let dtype = std::env::var("DTYPE").unwrap_or_else(|_| "f32".into());
+    let kernel = match dtype.as_str() {
+        "f32" => None,
+        "bf16" => Some(wildreward_kernels::Bf16Kernel::detect()?),
+        other => return Err(format!("DTYPE={other}: expected f32 or bf16").into()),
+    };
+    tm.model.use_bf16_training(kernel);
     let load_seconds = t_load.elapsed().as_secs_f64();
     let rss_after_load = proc_mib("VmRSS");
     let mut opt = defaults.optimizer(tm.params.clone())?;
@@ -305,6 +313,8 @@ fn run_steps(
     let mut report = json!({
         "impl": "rust-candle",
         "mode": if mode == TrainMode::Head { "head" } else { "full" },
+        "dtype": dtype,
+        "matmul": kernel.map_or("f32", |k| k.name()),
         "sequences": examples.len(),
         "tokens": tokens,
         "padded_tokens": padded,

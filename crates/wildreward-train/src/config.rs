@@ -160,6 +160,11 @@ pub struct TrainConfig {
     pub empty_history: String,
     /// Device: `cpu` or `cuda:N` (needs the `cuda` feature).
     pub device: String,
+    /// Precision of the projections' products on the CPU: `f32` (exact), or `bf16` (mixed
+    /// precision as PyTorch's autocast: bf16 operands, f32 sums, f32 master weights, gradients
+    /// and AdamW state; needs AVX512_BF16 or AMX). CUDA runs its own rule (a bf16 frozen
+    /// backbone for head and LoRA training).
+    pub dtype: String,
 }
 
 impl Default for TrainConfig {
@@ -188,6 +193,7 @@ impl Default for TrainConfig {
             train_limit: 0,
             empty_history: "training".into(),
             device: "cpu".into(),
+            dtype: "f32".into(),
         }
     }
 }
@@ -216,6 +222,9 @@ impl TrainConfig {
     /// Checks the settings make sense together.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(TrainError::input(m));
+        if !matches!(self.dtype.as_str(), "f32" | "bf16") {
+            return bad(format!("dtype {:?}: expected f32 or bf16", self.dtype));
+        }
         if self.batch_size == 0 || self.grad_accum == 0 {
             return bad("batch_size and grad_accum must be at least 1".into());
         }

@@ -8,7 +8,8 @@
 //! periodic evaluation (accuracy, MAE, per-threshold accuracy, ECE, pairwise AUC), resumable
 //! checkpoints that continue bit-for-bit, and a final save in the HF layout.
 //!
-//! Dependencies and why: `wildreward-model` is the model, heads and losses; `candle-core` the
+//! Dependencies and why: `wildreward-model` is the model, heads and losses; `wildreward-kernels`
+//! names the bf16 product (`dtype = "bf16"`) the trainer asks the model's nodes to run; `candle-core` the
 //! tensors and autograd; `candle-nn` its `VarBuilder`, to build a fused-kernel backbone for the
 //! head-only feature pass; `tokenizers` the tokenizer the model carries; `rand` the seeded data order
 //! and LoRA initialisation; `serde` / `serde_json` / `toml` the configuration, metrics log and

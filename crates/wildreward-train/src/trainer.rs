@@ -224,6 +224,25 @@ pub fn train(run: &TrainRun) -> Result<TrainReport> {
         lora_scale,
         cfg.seed,
     )?;
+    let mut tm = tm;
+    if cfg.dtype == "bf16" {
+        if !device.is_cpu() {
+            return Err(TrainError::input(
+                "dtype bf16 is the CPU's mixed precision; on CUDA leave it f32 (head and LoRA \
+                 training already run a bf16 backbone there)",
+            ));
+        }
+        let kernel = wildreward_kernels::Bf16Kernel::detect().map_err(TrainError::input)?;
+        if kernel == wildreward_kernels::Bf16Kernel::Portable
+            && std::env::var("WILDREWARD_MATMUL").is_err()
+        {
+            return Err(TrainError::input(
+                "dtype bf16: this CPU has no bf16 product instruction (AVX512_BF16 or AMX); \
+                 train in f32",
+            ));
+        }
+        tm.model.use_bf16_training(Some(kernel));
+    }
     let head = tm.model.head().kind();
     let empty = if cfg.empty_history == "inference" {
         EmptyHistory::Inference

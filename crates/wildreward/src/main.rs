@@ -57,7 +57,8 @@ struct ScoreArgs {
     /// Device: cpu or cuda:N (needs a `--features cuda` build).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Backbone precision: auto (f32 on CPU, bf16 on CUDA), f32, bf16 or f16 (CUDA).
+    /// Backbone precision: auto (bf16 on CUDA and on CPUs with AVX512_BF16 or AMX, else f32), f32,
+    /// bf16 or f16 (CUDA).
     #[arg(long, default_value = "auto")]
     dtype: String,
     /// Also write a JSON report: texts, tokens, load and scoring seconds, texts/s, device, dtype.

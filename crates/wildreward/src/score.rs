@@ -181,7 +181,13 @@ pub fn run(opts: &ScoreOptions) -> anyhow::Result<usize> {
     let lines = read_lines(&opts.input)?;
     let started = Instant::now();
     let device = opts.device.open()?;
-    let dtype = opts.precision.check(&device).map_err(BadInput)?;
+    // Quantized scoring multiplies f32 activations by the GGUF's blocks: `auto` means f32 there.
+    let precision = if opts.quantized && opts.precision == Precision::Auto {
+        Precision::F32
+    } else {
+        opts.precision
+    };
+    let dtype = precision.check(&device).map_err(BadInput)?;
     let load = LoadOptions {
         device,
         dtype: Some(dtype),

@@ -206,8 +206,9 @@ fn an_over_long_item_has_the_trainers_ids_and_reward_everywhere() {
     assert_eq!(served_ids, train_ids);
     let want = scorer.score_ids(std::slice::from_ref(&train_ids)).unwrap()[0].reward;
 
-    // A real worker process: the same reward, over the same number of tokens.
-    let w = worker(&[], "encoding-worker.log");
+    // A real worker process: the same reward, over the same number of tokens (f32, as the local
+    // scorer here; `auto` would be bf16 on a CPU with AVX512_BF16).
+    let w = worker(&["--dtype", "f32"], "encoding-worker.log");
     let (status, headers, body) = http(
         "POST",
         &format!("{}/score", w.url),
@@ -284,6 +285,8 @@ fn an_over_long_item_has_the_trainers_ids_and_reward_everywhere() {
             out.to_str().unwrap(),
             "--max-length",
             "256",
+            "--dtype",
+            "f32",
         ])
         .output()
         .unwrap();

@@ -9,6 +9,7 @@ use super::llm::{run_jobs, Job, Outcome};
 use super::prompt::first_bracketed_digit;
 use super::records::{LabelSource, LabelledTurn};
 use super::stats::StepStats;
+use super::users::KeyedInstance;
 use super::{Annotator, StepEnv};
 use crate::error::{Error, Result};
 use indicatif::ProgressBar;
@@ -17,9 +18,14 @@ use std::path::Path;
 use std::sync::Arc;
 use wildreward_types::{FeedbackCategory, Instance};
 
-fn labelled(instance: Instance, label: FeedbackCategory, source: LabelSource) -> LabelledTurn {
+fn labelled(
+    KeyedInstance { instance, user }: KeyedInstance,
+    label: FeedbackCategory,
+    source: LabelSource,
+) -> LabelledTurn {
     LabelledTurn {
         instance,
+        user,
         label,
         label_source: source,
         rule: None,
@@ -62,7 +68,7 @@ impl OfflineLabel {
         }
     }
 
-    fn into_turn(self, instance: Instance) -> LabelledTurn {
+    fn into_turn(self, instance: KeyedInstance) -> LabelledTurn {
         LabelledTurn {
             rule: self.rule,
             abstained: self.abstained,
@@ -85,13 +91,13 @@ pub fn run(
 ) -> Result<StepStats> {
     let mut stats = StepStats::default();
     let mut writer = AtomicWriter::create(output)?;
-    let reader = JsonlReader::<Instance>::open(input)?;
+    let reader = JsonlReader::<KeyedInstance>::open(input)?;
     let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
     if !env.annotator.uses_llm() {
         let mut abstained = 0u64;
         for instance in reader {
             let instance = instance?;
-            let turn = OfflineLabel::of(env, &instance).into_turn(instance);
+            let turn = OfflineLabel::of(env, &instance.instance).into_turn(instance);
             stats.rows_in += 1;
             *by_rule
                 .entry(turn.rule.as_deref().unwrap_or("none (neutral)").to_string())
@@ -117,7 +123,7 @@ pub fn run(
         let jobs = reader.map(|instance| {
             instance.map(|instance| {
                 let decided = if cascade {
-                    Some(OfflineLabel::of(env, &instance)).filter(|l| !l.abstained)
+                    Some(OfflineLabel::of(env, &instance.instance)).filter(|l| !l.abstained)
                 } else {
                     None
                 };
@@ -130,13 +136,13 @@ pub fn run(
                         }
                     }
                     None => Job {
-                        prompt: Some(env.prompts.feedback(&instance)),
+                        prompt: Some(env.prompts.feedback(&instance.instance)),
                         item: (instance, None),
                     },
                 }
             })
         });
-        let sink = |(instance, by_cues): (Instance, Option<OfflineLabel>),
+        let sink = |(instance, by_cues): (KeyedInstance, Option<OfflineLabel>),
                     outcome: Option<Outcome>| {
             stats.rows_in += 1;
             let turn = match (by_cues, outcome) {
@@ -158,7 +164,7 @@ pub fn run(
                         path: input.to_path_buf(),
                         message: format!(
                             "internal error: {} got neither a rule nor an answer",
-                            instance.id
+                            instance.instance.id
                         ),
                     })
                 }

@@ -118,6 +118,7 @@ mod tests {
                 user_feedback: Message::user("thanks"),
                 language: "English".into(),
             },
+            user: Default::default(),
             label,
             label_source: LabelSource::Rules,
             rule: None,

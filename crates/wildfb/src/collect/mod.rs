@@ -43,6 +43,7 @@ pub mod refusal;
 pub mod rules;
 pub mod split;
 pub mod stats;
+pub mod users;
 
 use crate::embed::SentenceEmbedder;
 use crate::error::{Error, Result};
@@ -234,6 +235,10 @@ fn file_identity(files: &[PathBuf]) -> Result<String> {
     Ok(parts.join("\n"))
 }
 
+/// Part of the preprocess fingerprint: how instances are given their user. An output directory made
+/// before instances carried a user key reruns from `preprocess` (the LLM journal keeps answers paid).
+const USER_KEY_VERSION: &str = "user: hashed_ip, else conversation";
+
 /// The fingerprint of each step: its settings chained with the previous step's fingerprint.
 fn fingerprints(opts: &CollectOptions, files: &[PathBuf]) -> Result<Vec<String>> {
     let c = &opts.config;
@@ -241,6 +246,7 @@ fn fingerprints(opts: &CollectOptions, files: &[PathBuf]) -> Result<Vec<String>>
     let a = &c.annotator;
     let pre = fingerprint([
         file_identity(files)?.as_str(),
+        USER_KEY_VERSION,
         &c.preprocess.languages.join(","),
         &c.preprocess.min_messages.to_string(),
         &c.preprocess.max_context_words.to_string(),
@@ -484,14 +490,15 @@ struct SheetItem {
     history: Vec<wildreward_types::Message>,
 }
 
-/// One line of a `wildfb classify` input: an instance if it has `messages`, else a sheet item.
-fn turn_of_line(value: serde_json::Value) -> serde_json::Result<wildreward_types::Instance> {
+/// One line of a `wildfb classify` input: an instance (with its user, if it has one) if it has
+/// `messages`, else a sheet item (which has no user).
+fn turn_of_line(value: serde_json::Value) -> serde_json::Result<users::KeyedInstance> {
     use wildreward_types::{Instance, Message, Role};
     if value.get("messages").is_some() {
         return serde_json::from_value(value);
     }
     let item: SheetItem = serde_json::from_value(value)?;
-    Ok(Instance {
+    let instance = Instance {
         turn: wildreward_types::record::parse_instance_id(&item.id).map_or(0, |(_, t)| t),
         id: item.id,
         model: String::new(),
@@ -502,6 +509,10 @@ fn turn_of_line(value: serde_json::Value) -> serde_json::Result<wildreward_types
         ],
         user_feedback: Message::new(Role::User, item.feedback),
         language: String::new(),
+    };
+    Ok(users::KeyedInstance {
+        instance,
+        user: users::UserTag::default(),
     })
 }
 

@@ -1,6 +1,9 @@
 //! Step `preprocess`: WildChat parquet → one [`Instance`] per assistant turn that a user answered.
 //!
-//! Files are read a slice of row groups at a time (only the four columns the pipeline needs), so an
+//! Every instance carries its user (`user`, `user_key`): the conversation's `hashed_ip` where the file
+//! has that column and the row a value, else the conversation hash ([`super::users`]).
+//!
+//! Files are read a slice of row groups at a time (only the columns the pipeline needs), so an
 //! input of millions of conversations never has to fit in memory. Conversations that are duplicated,
 //! malformed, in another language, too short or not alternating user/assistant are counted and
 //! skipped, never fatal; a file that is not WildChat-shaped parquet is an error naming it.
@@ -8,6 +11,7 @@
 use super::config::PreprocessConfig;
 use super::io::AtomicWriter;
 use super::stats::StepStats;
+use super::users::{UserKey, UserTag};
 use crate::error::{Error, Result};
 use crate::parquet::check_schema;
 use indicatif::ProgressBar;
@@ -56,6 +60,8 @@ pub struct Conversation<'a> {
     pub model: &'a str,
     /// `language`.
     pub language: &'a str,
+    /// `hashed_ip` (absent when the file has no such column or the row a null).
+    pub hashed_ip: Option<&'a str>,
     /// `(role, content)` of each message.
     pub messages: Vec<(&'a str, &'a str)>,
 }
@@ -175,11 +181,24 @@ pub fn run(
     let mut seen: HashSet<u128> = HashSet::new();
     let mut languages: BTreeMap<String, u64> = BTreeMap::new();
     let mut kept_conversations = 0u64;
+    let mut with_ip = 0u64;
     for path in files {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let mut reader = ParquetReader::new(file);
         let schema = reader.schema().map_err(|e| Error::parquet(path, e))?;
-        check_schema(path, &Schema::from_arrow_schema(&schema))?;
+        let schema = Schema::from_arrow_schema(&schema);
+        check_schema(path, &schema)?;
+        let has_ip = schema.get(col::HASHED_IP) == Some(&DataType::String);
+        let mut columns = vec![
+            col::CONVERSATION_HASH,
+            col::MODEL,
+            col::LANGUAGE,
+            col::CONVERSATION,
+        ];
+        if has_ip {
+            columns.push(col::HASHED_IP);
+        }
+        let columns: Vec<String> = columns.into_iter().map(String::from).collect();
         let metadata = reader
             .get_metadata()
             .map_err(|e| Error::parquet(path, e))?
@@ -190,23 +209,14 @@ pub fn run(
             let mut reader = ParquetReader::new(file);
             reader.set_metadata(metadata.clone());
             let df = reader
-                .with_columns(Some(
-                    [
-                        col::CONVERSATION_HASH,
-                        col::MODEL,
-                        col::LANGUAGE,
-                        col::CONVERSATION,
-                    ]
-                    .map(String::from)
-                    .to_vec(),
-                ))
+                .with_columns(Some(columns.clone()))
                 .with_slice(Some((offset, len)))
                 .finish()
                 .map_err(|e| {
                     Error::parquet(path, format!("rows {offset}..{}: {e}", offset + len))
                 })?;
-            let columns = SliceColumns::read(&df).map_err(|e| Error::parquet(path, e))?;
-            let rows = columns.conversations();
+            let slice = SliceColumns::read(&df, has_ip).map_err(|e| Error::parquet(path, e))?;
+            let rows = slice.conversations();
             stats.rows_in += rows.len() as u64;
             // Duplicates are decided in input order, before the parallel part.
             let rows: Vec<Option<Conversation<'_>>> = rows
@@ -230,9 +240,16 @@ pub fn run(
                     let y = instances_of(c, cfg);
                     let mut lines = Vec::new();
                     if let Yield::Instances(instances, _) = &y {
-                        for i in instances {
+                        let user = UserTag::of_conversation(c.hash, c.hashed_ip);
+                        for instance in instances {
                             // Serialising plain data to memory cannot fail.
-                            let _ = serde_json::to_writer(&mut lines, i);
+                            let _ = serde_json::to_writer(
+                                &mut lines,
+                                &Keyed {
+                                    instance,
+                                    user: &user,
+                                },
+                            );
                             lines.push(b'\n');
                         }
                     }
@@ -244,6 +261,10 @@ pub fn run(
                     Yield::Dropped(reason) => stats.drop(reason),
                     Yield::Instances(instances, too_long) => {
                         kept_conversations += 1;
+                        let key = UserTag::of_conversation(c.hash, c.hashed_ip).user_key;
+                        if key == Some(UserKey::HashedIp) {
+                            with_ip += 1;
+                        }
                         *languages.entry(c.language.to_string()).or_default() += 1;
                         *stats.drops.entry("too_long".into()).or_default() += too_long;
                         stats.rows_out += instances.len() as u64;
@@ -258,6 +279,7 @@ pub fn run(
     writer.commit()?;
     stats.detail("files", files.len());
     stats.detail("conversations_kept", kept_conversations);
+    stats.detail("conversations_with_hashed_ip", with_ip);
     stats.detail(
         "languages",
         serde_json::to_value(&languages).unwrap_or_default(),
@@ -265,18 +287,28 @@ pub fn run(
     Ok(stats)
 }
 
-/// The four columns of one slice, each in one chunk, with each row's message range.
+/// A line of `instances.jsonl`, borrowed (as [`super::users::KeyedInstance`] reads it).
+#[derive(serde::Serialize)]
+struct Keyed<'a> {
+    #[serde(flatten)]
+    instance: &'a Instance,
+    #[serde(flatten)]
+    user: &'a UserTag,
+}
+
+/// The columns of one slice, each in one chunk, with each row's message range.
 struct SliceColumns {
     hash: StringChunked,
     model: StringChunked,
     language: StringChunked,
+    hashed_ip: Option<StringChunked>,
     ranges: Vec<Option<(usize, usize)>>,
     role: StringChunked,
     content: StringChunked,
 }
 
 impl SliceColumns {
-    fn read(df: &DataFrame) -> std::result::Result<Self, String> {
+    fn read(df: &DataFrame, has_ip: bool) -> std::result::Result<Self, String> {
         let e = |x: PolarsError| x.to_string();
         let string = |name: &str| -> std::result::Result<StringChunked, String> {
             Ok(df
@@ -319,6 +351,11 @@ impl SliceColumns {
             hash: string(col::CONVERSATION_HASH)?,
             model: string(col::MODEL)?,
             language: string(col::LANGUAGE)?,
+            hashed_ip: if has_ip {
+                Some(string(col::HASHED_IP)?)
+            } else {
+                None
+            },
             role: field("role")?,
             content: field("content")?,
             ranges,
@@ -337,6 +374,7 @@ impl SliceColumns {
                     hash: self.hash.get(i)?,
                     model: self.model.get(i)?,
                     language: self.language.get(i)?,
+                    hashed_ip: self.hashed_ip.as_ref().and_then(|ip| ip.get(i)),
                     messages,
                 })
             })

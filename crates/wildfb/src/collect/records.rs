@@ -2,6 +2,7 @@
 //! step has learnt about it. Every intermediate file keeps the full instance so any step can be re-run
 //! (or audited) from the file before it.
 
+use super::users::UserTag;
 use serde::{Deserialize, Serialize};
 use wildreward_types::{FeedbackCategory, Instance};
 
@@ -45,6 +46,9 @@ pub struct LabelledTurn {
     /// The turn.
     #[serde(flatten)]
     pub instance: Instance,
+    /// Who wrote it (`user`, `user_key`; absent in files written before user keys existed).
+    #[serde(flatten)]
+    pub user: UserTag,
     /// The current raw category (1..5).
     pub label: FeedbackCategory,
     /// Who classified the user's reaction.

@@ -1,7 +1,9 @@
 //! Step `split`: the final filters, the training-label remap (1..5 → 1..4), the RM `text` from the shared
 //! template, dedup by id, and a **seeded** train/test split **by conversation**: whole conversations go
 //! to test (in an order fixed by the seed) until the test count is reached, so no conversation
-//! straddles the two files. Both files are written in a seeded shuffled order.
+//! straddles the two files. Both files are written in a seeded shuffled order. Each record carries its
+//! user (`user`, `user_key`), and the step's `users` section in `stats.json` describes them
+//! ([`super::users::UserStats`]).
 //!
 //! Two passes over the input: the first filters and remembers where each kept record is; the second
 //! reads them back in output order, so memory holds offsets, not records.
@@ -11,6 +13,7 @@ use super::filters::Filters;
 use super::io::AtomicWriter;
 use super::records::{conversation_of, LabelledTurn};
 use super::stats::StepStats;
+use super::users::{LabelledRecord, UserCounter, UserKey, UserTag, PART_TEST, PART_TRAIN};
 use crate::error::{Error, Result};
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
@@ -45,6 +48,8 @@ fn keyed(seed: u64, domain: &str, value: &str) -> [u8; 32] {
 
 struct Kept {
     conversation: String,
+    /// Index into the step's list of distinct users.
+    user: usize,
     order: [u8; 32],
     offset: u64,
     len: usize,
@@ -86,6 +91,8 @@ pub fn run(
     let mut stats = StepStats::default();
     let mut kept: Vec<Kept> = Vec::new();
     let mut ids: HashSet<String> = HashSet::new();
+    let mut users: Vec<(UserKey, String)> = Vec::new();
+    let mut user_index: HashMap<(UserKey, String), usize> = HashMap::new();
     let file = File::open(input).map_err(|e| Error::io(input, e))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut line = Vec::new();
@@ -124,7 +131,31 @@ pub fn run(
             stats.drop("duplicate_id");
             continue;
         }
+        let (user, key) = turn
+            .user
+            .resolve(&turn.instance.id)
+            .map_err(|message| Error::Field {
+                path: input.to_path_buf(),
+                line: line_no,
+                field: if turn.user.user.is_some() {
+                    "user_key"
+                } else {
+                    "user"
+                }
+                .into(),
+                message: message.to_string(),
+            })?;
+        let identity = (key, user.to_string());
+        let user = match user_index.get(&identity) {
+            Some(&i) => i,
+            None => {
+                users.push(identity.clone());
+                user_index.insert(identity, users.len() - 1);
+                users.len() - 1
+            }
+        };
         kept.push(Kept {
+            user,
             conversation: conversation_of(&turn.instance.id).to_string(),
             order: keyed(cfg.seed, "record", &turn.instance.id),
             offset: start,
@@ -133,6 +164,7 @@ pub fn run(
         });
     }
     drop(ids);
+    drop(user_index);
 
     let mut sizes: BTreeMap<&str, usize> = BTreeMap::new();
     for k in &kept {
@@ -148,6 +180,7 @@ pub fn run(
     let mut train_out = AtomicWriter::create(train)?;
     let mut test_out = AtomicWriter::create(test)?;
     let mut histograms: HashMap<bool, BTreeMap<u8, u64>> = HashMap::new();
+    let mut counter = UserCounter::default();
     let mut file = File::open(input).map_err(|e| Error::io(input, e))?;
     let mut buf = Vec::new();
     for k in &kept {
@@ -163,7 +196,14 @@ pub fn run(
             path: input.to_path_buf(),
             message: format!("{} has no training label", turn.instance.id),
         })?;
+        let (key, user) = &users[k.user];
+        let record = LabelledRecord {
+            record,
+            user: UserTag::resolved(user, *key),
+        };
         let is_test = test_conversations.contains(&k.conversation);
+        let part = if is_test { PART_TEST } else { PART_TRAIN };
+        counter.add_in(user, *key, k.label, part);
         *histograms
             .entry(is_test)
             .or_default()
@@ -186,6 +226,7 @@ pub fn run(
     stats.detail("test_conversations", test_conversations.len() as u64);
     stats.detail("conversations", n_conversations as u64);
     stats.detail("seed", cfg.seed);
+    stats.users = Some(counter.finish());
     for (is_test, name) in [(false, "train_labels"), (true, "test_labels")] {
         let h = histograms.remove(&is_test).unwrap_or_default();
         stats.detail(name, serde_json::to_value(&h).unwrap_or_default());

@@ -22,6 +22,9 @@ pub struct StepStats {
     /// Calls to the LLM endpoint, when the step made any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<ApiStats>,
+    /// Per-user statistics of the records written (the `split` step: the labelled set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<super::users::UserStats>,
     /// Step-specific figures (how many relabelled, calls saved, test-set size, …).
     #[serde(default)]
     pub details: BTreeMap<String, serde_json::Value>,

@@ -68,6 +68,15 @@ pub struct ImportReport {
     pub languages: BTreeMap<String, usize>,
     /// Messages written.
     pub messages: usize,
+    /// Rows with a non-empty `hashed_ip` (WildChat's user key); `wildfb collect` keys the others by
+    /// conversation.
+    pub rows_with_hashed_ip: usize,
+    /// The user key `wildfb collect` will use: `hashed_ip`, `conversation` (the source records no
+    /// user) or `mixed`.
+    pub user_key: &'static str,
+    /// What that means, when it is not `hashed_ip` throughout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_note: Option<String>,
     /// Size of the parquet file.
     pub bytes_written: u64,
     /// Wall time.
@@ -121,6 +130,33 @@ pub fn run(source: Source, opts: &ImportOptions) -> Result<ImportReport> {
     for r in &rows {
         *languages.entry(r.language.clone()).or_default() += 1;
     }
+    let rows_with_hashed_ip = rows
+        .iter()
+        .filter(|r| {
+            r.hashed_ip
+                .as_deref()
+                .is_some_and(|ip| !ip.trim().is_empty())
+        })
+        .count();
+    let (user_key, user_note) = match rows_with_hashed_ip {
+        n if n == rows.len() => ("hashed_ip", None),
+        0 => (
+            "conversation",
+            Some(format!(
+                "{} records no user: `wildfb collect` counts every conversation as its own user",
+                source.name()
+            )),
+        ),
+        n => (
+            "mixed",
+            Some(format!(
+                "{} of {} rows have no hashed_ip: `wildfb collect` counts each of those \
+                 conversations as its own user",
+                rows.len() - n,
+                rows.len()
+            )),
+        ),
+    };
     let report = ImportReport {
         source: source.name(),
         input: opts.input.clone(),
@@ -130,6 +166,9 @@ pub fn run(source: Source, opts: &ImportOptions) -> Result<ImportReport> {
         skipped,
         languages,
         messages: rows.iter().map(|r| r.conversation.len()).sum(),
+        rows_with_hashed_ip,
+        user_key,
+        user_note,
         bytes_written,
         elapsed_s: start.elapsed().as_secs_f64(),
     };

@@ -101,6 +101,8 @@ pub fn to_wildchat(conv: &ShareGptConversation) -> Result<WildChatConversation, 
         redacted: Some(false),
         state: None,
         country: None,
+        // ShareGPT records no user: `wildfb collect` keys every conversation as its own user (the
+        // import report and stats.json say so), nothing is made up.
         hashed_ip: None,
         header: None,
         adapted_from: Some("sharegpt".to_string()),

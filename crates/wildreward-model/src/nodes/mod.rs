@@ -285,7 +285,7 @@ pub(crate) mod tests {
             );
             agree(
                 &[randn(&[3, 70, 48], dtype), randn(&[20, 48], dtype)],
-                |t| linear(&t[0], &t[1]).unwrap(),
+                |t| linear(&t[0], &t[1], None).unwrap(),
                 |t| t[0].broadcast_matmul(&t[1].t().unwrap()).unwrap(),
                 tol,
             );

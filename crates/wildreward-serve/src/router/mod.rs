@@ -30,6 +30,26 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use wildreward_types::wire::{GetRewardRequest, GetRewardResponse, ScoreRequest, ScoreResponse};
 
+/// Contiguous parts of a batch of `n` over at most `workers` workers: none smaller than
+/// `min_split` (unless it is the whole batch), none larger than `max_part` (which may need more
+/// parts than workers), sizes differing by at most one.
+fn split_ranges(n: usize, min_split: usize, workers: usize, max_part: usize) -> Vec<Range<usize>> {
+    let parts = n
+        .div_ceil(min_split.max(1))
+        .clamp(1, workers.max(1))
+        .max(n.div_ceil(max_part.max(1)));
+    let (base, extra) = (n / parts, n % parts);
+    let mut start = 0;
+    (0..parts)
+        .map(|k| {
+            let len = base + usize::from(k < extra);
+            let range = start..start + len;
+            start += len;
+            range
+        })
+        .collect()
+}
+
 struct RouterState {
     cfg: RouterConfig,
     dispatcher: Arc<Dispatcher>,
@@ -268,24 +288,17 @@ impl RouterState {
             })
     }
 
-    /// Contiguous parts of a batch of `n`: one per healthy worker, none smaller than `min_split`
+    /// Contiguous parts of a batch of `n`: one per idle worker, none smaller than `min_split`
     /// (unless it is the whole batch), none larger than `max_part`.
+    ///
+    /// Only idle workers count: under load each part is admitted or refused by its own worker's
+    /// backlog, and a request needs all of its parts, so split requests would hold part of the
+    /// fleet's room while their other parts are refused, and under a flood almost none would get
+    /// through whole (measured: 1 request in 90 s). When no worker is idle a batch goes whole to
+    /// one worker (split only past `max_part`).
     fn split(&self, n: usize) -> Vec<Range<usize>> {
-        let healthy = self.dispatcher.pool.healthy_count().max(1);
-        let parts = n
-            .div_ceil(self.cfg.min_split)
-            .clamp(1, healthy)
-            .max(n.div_ceil(self.cfg.max_part));
-        let (base, extra) = (n / parts, n % parts);
-        let mut start = 0;
-        (0..parts)
-            .map(|k| {
-                let len = base + usize::from(k < extra);
-                let range = start..start + len;
-                start += len;
-                range
-            })
-            .collect()
+        let idle = self.dispatcher.pool.idle_count().max(1);
+        split_ranges(n, self.cfg.min_split, idle, self.cfg.max_part)
     }
 
     /// Sends every part (concurrently, each with failover) and returns the answers in part order;
@@ -351,4 +364,39 @@ fn timed(body: impl IntoResponse, started: Instant) -> Response {
         .headers_mut()
         .insert("x-served-by", HeaderValue::from_static("wildreward-router"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_ranges;
+
+    fn sizes(n: usize, min_split: usize, workers: usize, max_part: usize) -> Vec<usize> {
+        let parts = split_ranges(n, min_split, workers, max_part);
+        let mut next = 0;
+        for r in &parts {
+            assert_eq!(r.start, next, "contiguous");
+            next = r.end;
+        }
+        assert_eq!(next, n, "covers the batch");
+        parts.iter().map(|r| r.len()).collect()
+    }
+
+    #[test]
+    fn batches_split_over_idle_workers_within_the_part_bounds() {
+        assert_eq!(sizes(16, 4, 2, 1024), [8, 8], "two idle workers");
+        assert_eq!(sizes(16, 4, 1, 1024), [16], "none idle: whole");
+        assert_eq!(
+            sizes(16, 4, 8, 1024),
+            [4, 4, 4, 4],
+            "no part under min_split"
+        );
+        assert_eq!(sizes(3, 4, 8, 1024), [3], "small batches stay whole");
+        assert_eq!(sizes(10, 4, 3, 1024), [4, 3, 3]);
+        assert_eq!(sizes(10, 4, 1, 4), [4, 3, 3], "max_part forces parts");
+        assert_eq!(
+            sizes(1, 4, 0, 1024),
+            [1],
+            "no worker counted: still one part"
+        );
+    }
 }

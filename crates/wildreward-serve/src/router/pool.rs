@@ -152,6 +152,15 @@ impl Pool {
         self.slots.iter().filter(|s| s.is_healthy()).count()
     }
 
+    /// Workers healthy now with nothing of this router's in flight: the ones a split batch can
+    /// spread over without waiting behind other requests.
+    pub fn idle_count(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.is_healthy() && s.in_flight() == 0)
+            .count()
+    }
+
     /// The next worker for a request: healthy, not in `tried`, by the policy. Ties (and the
     /// round-robin order) rotate, so equal workers share the load.
     pub fn pick(&self, tried: &[usize]) -> Option<usize> {

@@ -140,8 +140,9 @@ pub struct ScoringFlags {
     /// or `reward` (`[reward]`, where verl's reward loop reads `probs[-1]`).
     #[arg(long, default_value = "probs")]
     pub classify_output: String,
-    /// Backbone precision: `auto` (f32 on CPU, bf16 on CUDA), `f32`, `bf16`, or `f16` (CUDA only,
-    /// when asked). The head and the rewards are f32 whatever this says.
+    /// Backbone precision: `auto` (bf16 on CUDA and on CPUs with AVX512_BF16 or AMX, else f32),
+    /// `f32`, `bf16`, or `f16` (CUDA only, when asked). The head and the rewards are f32 whatever
+    /// this says.
     #[arg(long, default_value = "auto")]
     pub dtype: String,
 }
@@ -189,8 +190,10 @@ pub struct RoutingFlags {
     /// Milliseconds between health checks of each worker.
     #[arg(long, default_value_t = 1000)]
     pub health_interval_ms: u64,
-    /// Split a batch across workers into parts of at least this many texts.
-    #[arg(long, default_value_t = 16)]
+    /// Split a batch across workers into parts of at least this many texts (small, so a request
+    /// of a few long texts is spread over idle workers instead of taking its whole service time on
+    /// one: its latency, and so the admission bound, is what the split keeps down).
+    #[arg(long, default_value_t = 4)]
     pub min_split: usize,
     /// Largest part sent to one worker (keep it within the workers' --max-client-batch).
     #[arg(long, default_value_t = 1024)]

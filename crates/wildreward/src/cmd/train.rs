@@ -71,6 +71,10 @@ pub struct TrainArgs {
     /// cpu or cuda:N.
     #[arg(long)]
     pub device: Option<String>,
+    /// Products on the CPU: f32 (exact) or bf16 (mixed precision: bf16 operands, f32 sums and
+    /// master weights; needs AVX512_BF16 or AMX).
+    #[arg(long)]
+    pub dtype: Option<String>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -126,6 +130,9 @@ fn config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     }
     if let Some(d) = &a.device {
         c.device = d.clone();
+    }
+    if let Some(d) = &a.dtype {
+        c.dtype = d.to_ascii_lowercase();
     }
     Ok(c)
 }
