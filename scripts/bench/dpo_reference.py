@@ -11,7 +11,8 @@ backward; global grad-norm clip 1.0; AdamW (lr 5e-7, weight decay 0), as online-
 
     python dpo_reference.py <gguf dir> <gguf file> <pair.json> <n> <new> <steps> [threads]
 """
-import copy, json, sys, time
+import copy
+import os, json, sys, time
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
@@ -25,9 +26,15 @@ policy = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dty
 policy.generation_config.pad_token_id = policy.config.eos_token_id
 prompt = torch.tensor([pair["prompt"]])
 
+# DTYPE=bf16: the rollout on a bf16 copy of the policy (oneDNN bf16 on AMX / AVX512_BF16); the DPO
+# step stays f32.
+DTYPE = os.environ.get("DTYPE", "f32")
+generator = copy.deepcopy(policy).to(torch.bfloat16) if DTYPE == "bf16" else policy
+
+
 def rollout(tokens):
     with torch.no_grad():
-        return policy.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
+        return generator.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
                                temperature=1.0, top_p=0.9, top_k=0, max_new_tokens=tokens,
                                min_new_tokens=tokens, num_return_sequences=n)
 

@@ -28,10 +28,23 @@ fn main() -> anyhow::Result<()> {
 
     let path = weights::resolve(policy_path)?;
     let ckpt = weights::load(&path, &Device::Cpu, DType::F32)?;
+    // DTYPE=bf16: the rollout's projections and LM head on the bf16 kernel (bf16 weights: half the
+    // bytes each decode step streams); the DPO step stays f32.
+    let dtype = std::env::var("DTYPE").unwrap_or_else(|_| "f32".into());
+    let mut generator = RewardModel::from_checkpoint(ckpt.clone(), &LoadOptions::inference())?;
+    let matmul = match dtype.as_str() {
+        "f32" => "f32".to_string(),
+        "bf16" => {
+            let kernel = wildreward_kernels::Bf16Kernel::detect().map_err(anyhow::Error::msg)?;
+            generator.use_bf16_matmul(kernel)?;
+            kernel.name().to_string()
+        }
+        other => anyhow::bail!("DTYPE={other}: expected f32 or bf16"),
+    };
     let reference = RewardModel::from_checkpoint(ckpt.clone(), &LoadOptions::inference())?;
     let sampler = Sampler::new(&reference, None)?;
     let prompt_ids = sampler.prompt_ids(prompt)?;
-    let backbone: &Backbone = reference.backbone();
+    let backbone: &Backbone = generator.backbone();
     let params = SamplingParams {
         max_new_tokens: new,
         temperature: 1.0,
@@ -77,7 +90,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "impl": "rust-candle", "n": n, "new_tokens": new, "prompt_tokens": prompt_ids.len(),
+            "impl": "rust-candle", "dtype": dtype, "matmul": matmul, "n": n, "new_tokens": new, "prompt_tokens": prompt_ids.len(),
             "gen_seconds": gen_seconds, "gen_tokens": gen_tokens,
             "gen_tokens_per_s": gen_tokens as f64 / gen_seconds,
             "dpo_step_seconds": step_seconds, "dpo_steps": steps,

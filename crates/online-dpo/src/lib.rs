@@ -8,7 +8,7 @@
 //! instead of receiving a constant reward.
 //!
 //! Dependencies and why: `wildreward-model` (backbone, KV-cache generation, loading and saving),
-//! `wildreward-train` (trainable tensors incl. LoRA, AdamW, checkpoints, metrics log),
+//! `wildreward-kernels` (names the bf16 product bf16 rollouts run), `wildreward-train` (trainable tensors incl. LoRA, AdamW, checkpoints, metrics log),
 //! `wildreward-client` (the one scoring client: chunks, retries, per-item errors), `candle-core` /
 //! `candle-nn` (tensors, autograd, `VarBuilder`), `tokenizers`, `rand` (prompt order), `serde` /
 //! `serde_json` / `toml` (configuration, logs), `indicatif` (progress), `thiserror` (errors).

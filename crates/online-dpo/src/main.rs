@@ -68,6 +68,9 @@ struct RunArgs {
     /// cpu or cuda:N.
     #[arg(long)]
     device: Option<String>,
+    /// Rollouts' products on the CPU: f32 or bf16 (needs AVX512_BF16 or AMX; not with lora:R).
+    #[arg(long)]
+    rollout_dtype: Option<String>,
     /// Bearer token of the reward endpoint.
     #[arg(long, env = "WILDREWARD_API_KEY")]
     api_key: Option<String>,
@@ -141,6 +144,9 @@ fn config(a: &RunArgs) -> anyhow::Result<DpoConfig> {
     }
     if let Some(v) = &a.device {
         c.device = v.clone();
+    }
+    if let Some(v) = &a.rollout_dtype {
+        c.rollout_dtype = v.to_ascii_lowercase();
     }
     Ok(c)
 }

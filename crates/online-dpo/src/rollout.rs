@@ -4,6 +4,7 @@ use crate::error::{DpoError, Result};
 use crate::prompts::{clean_answer, ChatFormat};
 use candle_nn::VarBuilder;
 use tokenizers::Tokenizer;
+use wildreward_kernels::Bf16Kernel;
 use wildreward_model::generate::{generate, SamplingParams};
 use wildreward_model::{Backbone, Kernels, RewardModel};
 
@@ -23,6 +24,7 @@ pub struct Answer {
 /// view of its current weights (sharing their storage, so optimiser updates are seen).
 pub struct Sampler {
     backbone: Backbone,
+    bf16: Option<Bf16Kernel>,
     tokenizer: Tokenizer,
     format: ChatFormat,
     stop: Vec<u32>,
@@ -60,11 +62,28 @@ impl Sampler {
         }
         Ok(Self {
             backbone,
+            bf16: None,
             tokenizer,
             format,
             stop,
             system,
         })
+    }
+
+    /// Samples with bf16 copies of the projections and LM head on `kernel` from now on (made at
+    /// once and again by every [`Sampler::refresh`], since the copies do not see later updates).
+    pub fn use_bf16(&mut self, kernel: Bf16Kernel) -> Result<()> {
+        self.bf16 = Some(kernel);
+        self.refresh()
+    }
+
+    /// Re-packs the bf16 copies from the current weights (after an optimiser step); nothing to do
+    /// for f32 sampling, which reads the weights themselves.
+    pub fn refresh(&mut self) -> Result<()> {
+        if let Some(kernel) = self.bf16 {
+            self.backbone.use_bf16_matmul(kernel)?;
+        }
+        Ok(())
     }
 
     /// Token ids of the chat-formatted prompt.

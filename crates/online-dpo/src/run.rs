@@ -18,6 +18,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
+use wildreward_kernels::Bf16Kernel;
 use wildreward_model::checkpoint::{save_as, Layout};
 use wildreward_model::{weights, LoadOptions, RewardModel};
 use wildreward_train::optim::{accumulate, clip_grad_norm, AdamW};
@@ -183,7 +184,16 @@ pub fn run(run: &DpoRun) -> Result<DpoReport> {
         },
     )?;
     let policy = build_policy(ckpt, cfg.train, lora_scale, cfg.seed)?;
-    let sampler = Sampler::new(&policy.model, cfg.system_prompt.clone())?;
+    let mut sampler = Sampler::new(&policy.model, cfg.system_prompt.clone())?;
+    if cfg.rollout_dtype == "bf16" {
+        let kernel = Bf16Kernel::detect().map_err(DpoError::input)?;
+        if kernel == Bf16Kernel::Portable && std::env::var("WILDREWARD_MATMUL").is_err() {
+            return Err(DpoError::input(
+                "rollout_dtype bf16: this CPU has no bf16 product instruction (AVX512_BF16 or AMX)",
+            ));
+        }
+        sampler.use_bf16(kernel)?;
+    }
     let mut opt = cfg.optimizer(policy.params.clone())?;
     let mut start = 0;
     if let Some(r) = &resumed {
@@ -229,8 +239,11 @@ pub fn run(run: &DpoRun) -> Result<DpoReport> {
     let mut skipped_in_a_row = 0;
     for step in start..cfg.steps {
         let done = step + 1;
-        // 1. Rollout.
+        // 1. Rollout (bf16 copies re-packed from the weights the last update left).
         let t_gen = Instant::now();
+        if step > start {
+            sampler.refresh()?;
+        }
         let batch = step_prompts(&prompts, cfg.prompts_per_step, step, cfg.seed);
         let mut answers: Vec<(usize, Vec<u32>, Answer)> = Vec::new();
         for (j, p) in batch.iter().enumerate() {

@@ -300,3 +300,62 @@ fn a_short_run_raises_the_mean_reward_of_samples() {
         "mean sampled reward {before:.4} -> {after:.4} (standard error of the difference {se:.4})"
     );
 }
+
+/// bf16 rollouts sample from bf16 copies of the weights: they do not see an update until
+/// `refresh`, and after it they sample exactly what a sampler built on the updated weights does.
+/// LoRA with bf16 rollouts is refused with the reason.
+#[test]
+fn bf16_rollouts_follow_the_weights_after_refresh() {
+    use wildreward_kernels::Bf16Kernel;
+    let kernel = Bf16Kernel::best();
+    if kernel == Bf16Kernel::Portable {
+        eprintln!("SKIPPED: this CPU lacks AVX512_BF16 and AMX; bf16 rollouts are NOT tested here");
+        return;
+    }
+    let path = weights::resolve(&gguf().to_string_lossy()).unwrap();
+    let ckpt = weights::load(&path, &Device::Cpu, DType::F32).unwrap();
+    let policy = build_policy(ckpt, TrainMode::Full, 1.0, 0).unwrap();
+    let bf16_sampler = || {
+        let mut s = Sampler::new(&policy.model, None).unwrap();
+        s.use_bf16(kernel).unwrap();
+        s
+    };
+    let mut sampler = bf16_sampler();
+    let ids = sampler
+        .prompt_ids("What is the capital of France?")
+        .unwrap();
+    let greedy = |s: &Sampler| s.sample(&ids, 2, 8, 0.0, 1.0, 0).unwrap()[0].tokens.clone();
+    let before = greedy(&sampler);
+    // An "update": every MLP output projection zeroed in place.
+    for p in policy
+        .params
+        .iter()
+        .filter(|p| p.name.contains("mlp.down_proj"))
+    {
+        p.var.set(&p.var.as_tensor().zeros_like().unwrap()).unwrap();
+    }
+    assert_eq!(
+        greedy(&sampler),
+        before,
+        "stale bf16 copies until refreshed"
+    );
+    sampler.refresh().unwrap();
+    let fresh = greedy(&bf16_sampler());
+    assert_ne!(fresh, before, "the update changes the greedy answer");
+    assert_eq!(
+        greedy(&sampler),
+        fresh,
+        "refreshed copies are the new weights"
+    );
+
+    let lora = DpoConfig {
+        rollout_dtype: "bf16".into(),
+        train: TrainMode::Lora(8),
+        ..DpoConfig::default()
+    };
+    let err = lora.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("rollout_dtype bf16") && err.contains("lora"),
+        "{err}"
+    );
+}
