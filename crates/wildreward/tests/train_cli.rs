@@ -157,3 +157,44 @@ fn bad_input_exits_65_naming_file_and_line() {
     assert!(err.contains("empty"), "{err}");
     assert!(!dir.path().join("out/config.json").exists());
 }
+
+/// `--dtype bf16` (mixed precision on the bf16 kernel) follows the f32 loss curve over 10 steps
+/// within bf16's rounding, but is not the f32 run; `--dtype f16` is refused naming the flag.
+#[test]
+fn bf16_training_follows_the_f32_loss_curve() {
+    let kernel = wildreward_kernels::Bf16Kernel::best();
+    if kernel == wildreward_kernels::Bf16Kernel::Portable {
+        eprintln!(
+            "SKIPPED: this CPU lacks AVX512_BF16 and AMX; `train --dtype bf16` is NOT tested"
+        );
+        return;
+    }
+    let data = fixture_data();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |dtype: &str| {
+        let out = dir.path().join(dtype);
+        let o = train_cmd(&data, &out, &["--dtype", dtype])
+            .output()
+            .unwrap();
+        (o, out)
+    };
+    let (o, f32_out) = run("f32");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (o, bf16_out) = run("bf16");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (exact, mixed) = (losses(&f32_out), losses(&bf16_out));
+    assert_eq!(exact.len(), 10);
+    assert_eq!(mixed.len(), 10);
+    for ((s, a), (t, b)) in exact.iter().zip(&mixed) {
+        assert_eq!(s, t);
+        assert!(
+            (a - b).abs() < 0.05 * a.abs().max(1.0),
+            "step {s}: f32 {a} vs bf16 {b}"
+        );
+    }
+    assert_ne!(exact, mixed, "the bf16 products really ran");
+    let (o, _) = run("f16");
+    assert_eq!(o.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("dtype") && err.contains("f16"), "{err}");
+}
