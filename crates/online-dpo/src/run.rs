@@ -186,12 +186,8 @@ pub fn run(run: &DpoRun) -> Result<DpoReport> {
     let policy = build_policy(ckpt, cfg.train, lora_scale, cfg.seed)?;
     let mut sampler = Sampler::new(&policy.model, cfg.system_prompt.clone())?;
     if cfg.rollout_dtype == "bf16" {
-        let kernel = Bf16Kernel::detect().map_err(DpoError::input)?;
-        if kernel == Bf16Kernel::Portable && std::env::var("WILDREWARD_MATMUL").is_err() {
-            return Err(DpoError::input(
-                "rollout_dtype bf16: this CPU has no bf16 product instruction (AVX512_BF16 or AMX)",
-            ));
-        }
+        let kernel = Bf16Kernel::for_requested_bf16()
+            .map_err(|e| DpoError::input(format!("rollout_dtype bf16: {e}")))?;
         sampler.use_bf16(kernel)?;
     }
     let mut opt = cfg.optimizer(policy.params.clone())?;

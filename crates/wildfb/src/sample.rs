@@ -240,17 +240,7 @@ fn read_users(opts: &SampleOptions) -> Result<(Vec<Rec>, Vec<User>)> {
             continue;
         }
         let (id, label, tag) = parse_line(path, line, &buf)?;
-        let (user, key) = tag.resolve(&id).map_err(|m| Error::Field {
-            path: path.clone(),
-            line,
-            field: if tag.user.is_some() {
-                "user_key"
-            } else {
-                "user"
-            }
-            .into(),
-            message: m.to_string(),
-        })?;
+        let (user, key) = tag.resolve_at(&id, path, line)?;
         let identity = (key, user.to_string());
         let u = match index.get(&identity) {
             Some(&u) => u,

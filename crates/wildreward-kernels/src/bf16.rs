@@ -47,6 +47,22 @@ impl Bf16Kernel {
         }
     }
 
+    /// The kernel for a bf16 precision that was asked for (`--dtype bf16` and its kin):
+    /// [`Bf16Kernel::detect`], refusing the slow portable loop unless `WILDREWARD_MATMUL` names it
+    /// on purpose. The error says why and what to use instead; callers prefix their flag.
+    pub fn for_requested_bf16() -> Result<Self, String> {
+        let kernel = Self::detect()?;
+        let asked = std::env::var("WILDREWARD_MATMUL").is_ok_and(|v| !v.is_empty());
+        if kernel == Self::Portable && !asked {
+            return Err(
+                "this CPU has no bf16 product instruction (AMX-BF16 or AVX512_BF16); \
+                        use f32, or WILDREWARD_MATMUL=portable for the slow reference kernel"
+                    .into(),
+            );
+        }
+        Ok(kernel)
+    }
+
     /// The fastest kernel this CPU runs: AMX, then AVX512_BF16, then the portable loop.
     pub fn best() -> Self {
         if Self::Amx.available() {
@@ -145,25 +161,31 @@ impl PackedBf16 {
                 w.len()
             ));
         }
+        Ok(Self::pack(n, k, |b, pairs, block| {
+            for lane in 0..LANES {
+                let j = b * LANES + lane;
+                if j >= n {
+                    break;
+                }
+                let row = &w[j * k..(j + 1) * k];
+                for p in 0..pairs {
+                    let h = row.get(2 * p + 1).copied().unwrap_or(0.0);
+                    block[p * LANES + lane] = pair(row[2 * p], h);
+                }
+            }
+        }))
+    }
+
+    /// An `[n, k]` packing whose blocks of 16 columns `fill(block, pairs, lanes)` writes, in
+    /// parallel (the layout both constructors share).
+    fn pack(n: usize, k: usize, fill: impl Fn(usize, usize, &mut [u32]) + Sync) -> Self {
         let pairs = k.div_ceil(2);
         let blocks = n.div_ceil(LANES);
         let mut data = vec![0u32; blocks * pairs * LANES];
         data.par_chunks_mut((pairs * LANES).max(1))
             .enumerate()
-            .for_each(|(b, block)| {
-                for lane in 0..LANES {
-                    let j = b * LANES + lane;
-                    if j >= n {
-                        break;
-                    }
-                    let row = &w[j * k..(j + 1) * k];
-                    for p in 0..pairs {
-                        let h = row.get(2 * p + 1).copied().unwrap_or(0.0);
-                        block[p * LANES + lane] = pair(row[2 * p], h);
-                    }
-                }
-            });
-        Ok(Self { n, k, pairs, data })
+            .for_each(|(b, block)| fill(b, pairs, block));
+        Self { n, k, pairs, data }
     }
 
     /// Packs the transpose of the row-major `[k, n]` matrix `a` (so the packed matrix is
@@ -176,24 +198,18 @@ impl PackedBf16 {
                 a.len()
             ));
         }
-        let pairs = k.div_ceil(2);
-        let blocks = n.div_ceil(LANES);
-        let mut data = vec![0u32; blocks * pairs * LANES];
-        data.par_chunks_mut((pairs * LANES).max(1))
-            .enumerate()
-            .for_each(|(b, block)| {
-                let j0 = b * LANES;
-                let width = LANES.min(n - j0);
-                for p in 0..pairs {
-                    let lo = &a[2 * p * n + j0..2 * p * n + j0 + width];
-                    let hi = (2 * p + 1 < k).then(|| &a[(2 * p + 1) * n + j0..][..width]);
-                    let dst = &mut block[p * LANES..p * LANES + width];
-                    for (lane, d) in dst.iter_mut().enumerate() {
-                        *d = pair(lo[lane], hi.map_or(0.0, |h| h[lane]));
-                    }
+        Ok(Self::pack(n, k, |b, pairs, block| {
+            let j0 = b * LANES;
+            let width = LANES.min(n - j0);
+            for p in 0..pairs {
+                let lo = &a[2 * p * n + j0..2 * p * n + j0 + width];
+                let hi = (2 * p + 1 < k).then(|| &a[(2 * p + 1) * n + j0..][..width]);
+                let dst = &mut block[p * LANES..p * LANES + width];
+                for (lane, d) in dst.iter_mut().enumerate() {
+                    *d = pair(lo[lane], hi.map_or(0.0, |h| h[lane]));
                 }
-            });
-        Ok(Self { n, k, pairs, data })
+            }
+        }))
     }
 
     /// Output columns.
@@ -294,19 +310,32 @@ pub fn matmul_bf16(
                 (b * LANES, tmp)
             })
             .collect();
-        for (col, tmp) in panels {
-            let cols = tmp.len() / rows;
-            for (dst, src) in out.chunks_mut(n).zip(tmp.chunks(cols)) {
-                let dst = &mut dst[col..col + cols];
-                if accumulate {
-                    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-                } else {
-                    dst.copy_from_slice(src);
-                }
+        place_panels(out, n, rows, panels, accumulate);
+    }
+    Ok(())
+}
+
+/// Adds (or, unless `accumulate`, copies) column panels that were computed into scratch of their
+/// own width — `(first column, rows × width values)` — into `out`, whose rows are `n` apart: the
+/// few-rows column split of every bf16 kernel.
+pub(crate) fn place_panels(
+    out: &mut [f32],
+    n: usize,
+    rows: usize,
+    panels: Vec<(usize, Vec<f32>)>,
+    accumulate: bool,
+) {
+    for (col, tmp) in panels {
+        let cols = tmp.len() / rows.max(1);
+        for (dst, src) in out.chunks_mut(n).zip(tmp.chunks(cols.max(1))) {
+            let dst = &mut dst[col..col + cols];
+            if accumulate {
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+            } else {
+                dst.copy_from_slice(src);
             }
         }
     }
-    Ok(())
 }
 
 /// Columns `first_block·16 ..` (up to [`TILE_BLOCKS`] blocks) of `rows` rows, into `out`, which
@@ -493,14 +522,16 @@ mod avx512 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn round(v: f32) -> f64 {
+    /// `v` rounded to bf16, as f64 (the operands the f64 reference products multiply).
+    pub(crate) fn round(v: f32) -> f64 {
         f64::from(bf16::from_f32(v).to_f32())
     }
 
-    fn values(n: usize, seed: u64) -> Vec<f32> {
+    /// `n` seeded values in [-1, 1) (a 64-bit LCG).
+    pub(crate) fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);

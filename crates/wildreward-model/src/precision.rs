@@ -52,14 +52,7 @@ impl Precision {
             match dtype {
                 DType::F32 => {}
                 DType::BF16 => {
-                    let kernel = Bf16Kernel::detect()?;
-                    let asked = std::env::var("WILDREWARD_MATMUL").is_ok_and(|v| !v.is_empty());
-                    if kernel == Bf16Kernel::Portable && !asked {
-                        return Err(format!(
-                            "--dtype {self}: this CPU has no bf16 product instruction (AMX-BF16 or AVX512_BF16); \
-                             use f32, or WILDREWARD_MATMUL=portable for the slow reference kernel"
-                        ));
-                    }
+                    Bf16Kernel::for_requested_bf16().map_err(|e| format!("--dtype {self}: {e}"))?;
                 }
                 _ => {
                     return Err(format!(

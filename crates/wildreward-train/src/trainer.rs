@@ -232,15 +232,8 @@ pub fn train(run: &TrainRun) -> Result<TrainReport> {
                  training already run a bf16 backbone there)",
             ));
         }
-        let kernel = wildreward_kernels::Bf16Kernel::detect().map_err(TrainError::input)?;
-        if kernel == wildreward_kernels::Bf16Kernel::Portable
-            && std::env::var("WILDREWARD_MATMUL").is_err()
-        {
-            return Err(TrainError::input(
-                "dtype bf16: this CPU has no bf16 product instruction (AVX512_BF16 or AMX); \
-                 train in f32",
-            ));
-        }
+        let kernel = wildreward_kernels::Bf16Kernel::for_requested_bf16()
+            .map_err(|e| TrainError::input(format!("dtype bf16: {e}")))?;
         tm.model.use_bf16_training(Some(kernel));
     }
     let head = tm.model.head().kind();

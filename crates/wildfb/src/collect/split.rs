@@ -131,20 +131,7 @@ pub fn run(
             stats.drop("duplicate_id");
             continue;
         }
-        let (user, key) = turn
-            .user
-            .resolve(&turn.instance.id)
-            .map_err(|message| Error::Field {
-                path: input.to_path_buf(),
-                line: line_no,
-                field: if turn.user.user.is_some() {
-                    "user_key"
-                } else {
-                    "user"
-                }
-                .into(),
-                message: message.to_string(),
-            })?;
+        let (user, key) = turn.user.resolve_at(&turn.instance.id, input, line_no)?;
         let identity = (key, user.to_string());
         let user = match user_index.get(&identity) {
             Some(&i) => i,

@@ -82,6 +82,28 @@ impl UserTag {
         }
     }
 
+    /// [`UserTag::resolve`] for the record on `line` of `path`: a half tag is an error naming the
+    /// field that is missing.
+    pub fn resolve_at<'a>(
+        &'a self,
+        id: &'a str,
+        path: &std::path::Path,
+        line: usize,
+    ) -> crate::error::Result<(&'a str, UserKey)> {
+        self.resolve(id)
+            .map_err(|message| crate::error::Error::Field {
+                path: path.to_path_buf(),
+                line,
+                field: if self.user.is_some() {
+                    "user_key"
+                } else {
+                    "user"
+                }
+                .into(),
+                message: message.to_string(),
+            })
+    }
+
     /// A complete tag for a resolved user.
     pub fn resolved(user: &str, key: UserKey) -> Self {
         Self {

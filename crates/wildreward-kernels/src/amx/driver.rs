@@ -1,7 +1,7 @@
 //! Blocking and packing for the AMX product, over any [`TileMachine`].
 
 use super::{Hardware, TileConfig, TileMachine, MAX_COLSB, MAX_ROWS};
-use crate::bf16::{pair, PackedBf16, LANES};
+use crate::bf16::{pair, place_panels, PackedBf16, LANES};
 use rayon::prelude::*;
 
 /// Rows of a tile (of `x`, and of an accumulator).
@@ -98,17 +98,7 @@ where
                 Ok((b0 * LANES, tmp))
             })
             .collect::<Result<Vec<(usize, Vec<f32>)>, String>>()?;
-        for (col, tmp) in panels {
-            let cols = tmp.len() / rows;
-            for (dst, src) in out.chunks_mut(n).zip(tmp.chunks(cols)) {
-                let dst = &mut dst[col..col + cols];
-                if accumulate {
-                    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-                } else {
-                    dst.copy_from_slice(src);
-                }
-            }
-        }
+        place_panels(out, n, rows, panels, accumulate);
         Ok(())
     }
 }

@@ -1,24 +1,7 @@
 use super::*;
+use crate::bf16::tests::{round, values};
 use crate::{matmul_bf16, Bf16Kernel, PackedBf16};
 use half::bf16;
-
-fn round(v: f32) -> f64 {
-    f64::from(bf16::from_f32(v).to_f32())
-}
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn bits(v: f32) -> u16 {
     bf16::from_f32(v).to_bits()

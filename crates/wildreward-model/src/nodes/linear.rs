@@ -2,7 +2,7 @@
 
 use super::Float;
 use crate::packed::matmul::{matmul_banded, Strided};
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use wildreward_kernels::{matmul_bf16, Bf16Kernel, PackedBf16};
 
 /// `x Wᵀ` for `x` `[.., in]` and `W` `[out, in]` (HF's layout), as one node: no reshapes around the
@@ -181,48 +181,45 @@ impl CustomOp2 for LinearNode {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let (out, inp) = w.dims2()?;
-        let dev = x.device();
         if let Some(kernel) = self.bf16.filter(|_| x.dtype() == DType::F32) {
             return super::with_values::<f32, _>(&[x, w, &grad], |v| {
-                let dx = match x.track_op() {
-                    true => Some(Tensor::from_vec(
-                        bf16_products::input_grad(kernel, v[1], v[2], out)?,
-                        x.shape(),
-                        dev,
-                    )?),
-                    false => None,
-                };
-                let dw = match w.track_op() {
-                    true => Some(Tensor::from_vec(
-                        bf16_products::weight_grad(kernel, v[0], v[2], out, inp)?,
-                        (out, inp),
-                        dev,
-                    )?),
-                    false => None,
-                };
-                Ok((dx, dw))
+                tracked_grads(
+                    x,
+                    w,
+                    || bf16_products::input_grad(kernel, v[1], v[2], out),
+                    || bf16_products::weight_grad(kernel, v[0], v[2], out, inp),
+                )
             });
         }
         float_values!("linear node", [x, w, &grad], |v| {
-            let dx = match x.track_op() {
-                true => Some(Tensor::from_vec(
-                    Self::input_grad(v[1], v[2], out),
-                    x.shape(),
-                    dev,
-                )?),
-                false => None,
-            };
-            let dw = match w.track_op() {
-                true => Some(Tensor::from_vec(
-                    Self::weight_grad(v[0], v[2], out, inp),
-                    (out, inp),
-                    dev,
-                )?),
-                false => None,
-            };
-            Ok((dx, dw))
+            tracked_grads(
+                x,
+                w,
+                || Ok(Self::input_grad(v[1], v[2], out)),
+                || Ok(Self::weight_grad(v[0], v[2], out, inp)),
+            )
         })
     }
+}
+
+/// `(dx, dW)` as tensors shaped as `x` and `w`, each computed only when that input is tracked (a
+/// frozen weight costs no product).
+fn tracked_grads<T: WithDType>(
+    x: &Tensor,
+    w: &Tensor,
+    dx: impl FnOnce() -> Result<Vec<T>>,
+    dw: impl FnOnce() -> Result<Vec<T>>,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let dev = x.device();
+    let dx = match x.track_op() {
+        true => Some(Tensor::from_vec(dx()?, x.shape(), dev)?),
+        false => None,
+    };
+    let dw = match w.track_op() {
+        true => Some(Tensor::from_vec(dw()?, w.shape(), dev)?),
+        false => None,
+    };
+    Ok((dx, dw))
 }
 
 #[cfg(test)]
