@@ -17,6 +17,7 @@ use wildreward_train::config::TrainMode;
 use wildreward_train::params::build_policy;
 
 fn main() -> anyhow::Result<()> {
+    wildreward_kernels::init_process();
     let args: Vec<String> = std::env::args().collect();
     let usage = "bench_dpo <policy> <prompt> <pair-out.json> [n] [new] [steps]";
     let policy_path = args.get(1).ok_or_else(|| anyhow::anyhow!(usage))?;

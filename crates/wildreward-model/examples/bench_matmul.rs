@@ -1,6 +1,6 @@
 //! f32 matmul GFLOP/s at the shapes SmolLM2's forward and backward run (see scripts/bench/matmul.sh,
 //! which times PyTorch on the same shapes in the same run): this crate's product
-//! (`packed::matmul_f32`, AVX-512 where the CPU has it) against candle's (`Tensor::matmul`, the `gemm`
+//! (`wildreward_kernels::matmul_f32`, AVX-512 where the CPU has it) against candle's (`Tensor::matmul`, the `gemm`
 //! crate), on all of rayon's threads. Prints one JSON line per shape.
 //!
 //! `cargo run --example bench_matmul`
@@ -21,7 +21,7 @@ fn best_secs(reps: usize, run: &mut dyn FnMut() -> anyhow::Result<()>) -> anyhow
 }
 
 fn main() -> anyhow::Result<()> {
-    wildreward_model::threads::init_global();
+    wildreward_kernels::init_process();
     // (rows, depth, columns): q/o projections, k/v, gate/up, down, a square reference.
     for (m, k, n) in [
         (2048, 576, 576),
@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
         );
         let flop = 2.0 * (m * k * n) as f64;
         let own = best_secs(10, &mut || {
-            std::hint::black_box(wildreward_model::packed::matmul_f32(&av, &bv, (m, k, n)));
+            std::hint::black_box(wildreward_kernels::matmul_f32(&av, &bv, (m, k, n)));
             Ok(())
         })?;
         let candle = best_secs(10, &mut || {

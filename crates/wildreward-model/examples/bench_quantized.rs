@@ -24,6 +24,7 @@ fn timed(scorer: &Scorer, ids: &[Vec<u32>], repeats: usize) -> anyhow::Result<(V
 }
 
 fn main() -> anyhow::Result<()> {
+    wildreward_kernels::init_process();
     let args: Vec<String> = std::env::args().collect();
     let (Some(gguf), Some(inputs)) = (args.get(1), args.get(2)) else {
         anyhow::bail!("usage: bench_quantized <model.gguf> <inputs.jsonl>");

@@ -5,7 +5,7 @@
 //! Each input line is `{"ids": [u32…]}`. The inputs are scored `REPEATS` times (default 3; the
 //! reference script takes the same setting): the figures are from the fastest pass, the median pass
 //! is reported beside them. Also measures this CPU's f32 matmul peak, likewise the best of several
-//! timings: the faster of candle's matmul and this crate's own (`packed::matmul_f32`, AVX-512 where
+//! timings: the faster of candle's matmul and this crate's own (`wildreward_kernels::matmul_f32`, AVX-512 where
 //! the CPU has it). `DTYPE=bf16` scores with bf16 projections (the kernels crate's product; the peak is
 //! then that product's, best of several 1024³ timings).
 
@@ -47,7 +47,7 @@ fn matmul_gflops() -> anyhow::Result<f64> {
         Ok(())
     })?;
     let own = rate(&mut || {
-        drop(wildreward_model::packed::matmul_f32(&av, &bv, (n, n, n)));
+        drop(wildreward_kernels::matmul_f32(&av, &bv, (n, n, n)));
         Ok(())
     })?;
     Ok(candle.max(own))
@@ -72,6 +72,7 @@ fn bf16_peak_gflops(kernel: wildreward_kernels::Bf16Kernel) -> anyhow::Result<f6
 }
 
 fn main() -> anyhow::Result<()> {
+    wildreward_kernels::init_process();
     let args: Vec<String> = std::env::args().collect();
     let (model, inputs) = (
         args.get(1).ok_or_else(|| anyhow::anyhow!("model"))?,

@@ -18,10 +18,11 @@
 //! precision, the KV-cache path).
 
 use crate::nodes::{float_storage, float_values, Float};
-use crate::packed::matmul::{matmul, Strided};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
+use wildreward_kernels::simd::{lanes_max, lanes_sum};
+use wildreward_kernels::{matmul, Strided};
 
 /// Query positions per block: a gemm-sized block whose key range still follows the causal edge.
 const BLOCK: usize = 64;
@@ -399,40 +400,6 @@ impl MaskedAttention {
         }
         Ok([dq, dk, dv])
     }
-}
-
-/// Lanes of the row reductions: independent partial results the compiler keeps in one vector.
-const LANES: usize = 8;
-
-/// The largest value of `row` (−∞ for an empty row).
-#[inline]
-pub(crate) fn lanes_max<T: Float>(row: &[T]) -> T {
-    let neg = T::from_f64(f64::NEG_INFINITY);
-    let mut acc = [neg; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = if v > *a { v } else { *a };
-        }
-    }
-    let tail = chunks.remainder().iter().copied();
-    acc.into_iter()
-        .chain(tail)
-        .fold(neg, |a, b| if b > a { b } else { a })
-}
-
-/// The sum of `row`, in [`LANES`] partial sums.
-#[inline]
-pub(crate) fn lanes_sum<T: Float>(row: &[T]) -> T {
-    let mut acc = [T::zero(); LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v;
-        }
-    }
-    let tail = chunks.remainder().iter().copied();
-    acc.into_iter().chain(tail).fold(T::zero(), |a, b| a + b)
 }
 
 /// Writes per-task `[l, n_rep · hd]` buffers (task `seq · kv_heads + g`) into the `[b, l, heads ·

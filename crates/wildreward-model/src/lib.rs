@@ -27,14 +27,12 @@ pub mod generate;
 pub mod gguf;
 pub mod head;
 pub mod loss;
-pub mod memory;
 pub mod model;
 pub mod nn;
 mod nodes;
 pub mod packed;
 pub mod precision;
 pub mod scorer;
-pub mod threads;
 pub mod tokenizer;
 pub mod weights;
 

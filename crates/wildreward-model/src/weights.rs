@@ -52,10 +52,6 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
 
 /// Loads a checkpoint at `path` (see [`resolve`]) onto `device` with float weights in `dtype`.
 pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Checkpoint> {
-    // Before anything starts rayon's global pool or allocates a large tensor: the CPU kernels'
-    // workers (`threads`) and the allocator's settings (`memory`).
-    crate::threads::init_global();
-    crate::memory::keep_freed_memory();
     if path.is_dir() {
         load_hf_dir(path, device, dtype)
     } else {

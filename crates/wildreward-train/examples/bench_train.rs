@@ -335,6 +335,7 @@ fn run_steps(
 }
 
 fn main() -> Res<()> {
+    wildreward_kernels::init_process();
     let args: Vec<String> = std::env::args().collect();
     match arg(&args, 1, "convert|ids|step")? {
         "convert" => convert(

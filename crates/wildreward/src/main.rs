@@ -124,7 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     // The CPU kernels' worker threads, before anything else starts rayon's global pool.
-    wildreward_model::threads::init_global();
+    wildreward_kernels::init_process();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,6 +1,6 @@
 //! The packed MiniLM (BERT encoder) forward: the tokens of a batch's sentences concatenated into one
 //! `[tokens, hidden]` matrix with no padding row, every linear layer one product over all of them on
-//! wildreward-model's AVX-512 matmul ([`wildreward_model::packed::dense`]), the query, key and value
+//! wildreward-kernels' AVX-512 matmul ([`wildreward_kernels::dense`]), the query, key and value
 //! projections fused into one, residuals added inside the output products, attention per sentence
 //! and head over that sentence's tokens only, then erf GELU, post-norm layer norms, mean pooling over
 //! the real tokens and L2 normalisation, all in f32. Single-threaded per batch: the caller runs one
@@ -9,7 +9,7 @@
 use candle_core::Tensor;
 use serde::Deserialize;
 use std::collections::HashMap;
-use wildreward_model::packed::dense::{
+use wildreward_kernels::dense::{
     add_bias, gelu_erf, layer_norm, matmul_into, softmax_rows, MatRef,
 };
 

@@ -1,8 +1,8 @@
 //! The linear projection node.
 
 use super::Float;
-use crate::packed::matmul::{matmul_banded, Strided};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use wildreward_kernels::{matmul_banded, Strided};
 use wildreward_kernels::{matmul_bf16, Bf16Kernel, PackedBf16};
 
 /// `x Wᵀ` for `x` `[.., in]` and `W` `[out, in]` (HF's layout), as one node: no reshapes around the

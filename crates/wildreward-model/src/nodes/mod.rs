@@ -13,32 +13,10 @@
 
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, Tensor, WithDType};
 
-/// The float types the CPU nodes run in.
-pub(crate) trait Float:
-    WithDType + Send + Sync + From<f32> + std::ops::Neg<Output = Self>
-{
-    fn exp(self) -> Self;
-    fn sqrt(self) -> Self;
-}
+/// The float types the CPU nodes run in: the kernels' floats that candle stores.
+pub(crate) trait Float: wildreward_kernels::Float + WithDType {}
 
-impl Float for f32 {
-    /// The packed forward's branch-free `expf` (within 2 ulp), which the compiler vectorises.
-    fn exp(self) -> Self {
-        crate::packed::fast_exp(self)
-    }
-    fn sqrt(self) -> Self {
-        f32::sqrt(self)
-    }
-}
-
-impl Float for f64 {
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
-    }
-}
+impl<T: wildreward_kernels::Float + WithDType> Float for T {}
 
 /// Whether the nodes of this module (and the attention node) can run on `t`: CPU, f32 or f64.
 pub(crate) fn applies(t: &Tensor) -> bool {
@@ -113,24 +91,7 @@ mod linear;
 
 pub(crate) use elementwise::{rms_norm, rope, silu_mul};
 pub(crate) use linear::linear;
-
-/// `1 / √(mean(x²) + ε)`: an RMS norm's scale for one row (the training node and the packed forward).
-/// The squares are summed in 16 partial sums, so the loop vectorises instead of waiting on one
-/// add chain.
-#[inline]
-pub(crate) fn inv_rms<T: Float>(x: &[T], eps: T) -> T {
-    const PARTS: usize = 16;
-    let mut acc = [T::zero(); PARTS];
-    let mut chunks = x.chunks_exact(PARTS);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v * v;
-        }
-    }
-    let tail = chunks.remainder().iter().fold(T::zero(), |a, &v| a + v * v);
-    let sum = acc.into_iter().fold(tail, |a, b| a + b);
-    T::one() / (sum / T::from_f64(x.len() as f64) + eps).sqrt()
-}
+pub(crate) use wildreward_kernels::simd::inv_rms;
 
 /// Rows per parallel task of the elementwise loops (work enough to amortise rayon's hand-off).
 fn rows_per_task(width: usize) -> usize {

@@ -135,7 +135,7 @@ impl<'a> PackedDecoder<'a> {
                 &self.keys[l],
                 &self.values[l],
                 &runs,
-                d,
+                &d.heads(),
                 &mut b.attn_by_head,
                 &mut b.attn,
             );

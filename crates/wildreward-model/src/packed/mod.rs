@@ -14,27 +14,17 @@
 //! carry no LoRA adapter nor quantized copy; [`supports`] says so and callers fall back to the padded
 //! path otherwise.
 //!
-//! `unsafe` is allowed in this module only: for the raw-pointer matrix products (this crate's AVX-512
-//! `sgemm`, and `gemm`, the kernel candle's own CPU matmul calls) behind the one checked wrapper
-//! [`matmul::matmul`], and for the AVX2 dispatch of the few-row dot products.
-#![allow(unsafe_code)]
+//! The arithmetic is `wildreward-kernels`' (products, row ops, attention on slices); this module
+//! walks the layers and hands each kernel its weights and buffers.
 
 use crate::backbone::Backbone;
 use crate::nn::{Linear, RmsNorm};
 use candle_core::{CpuStorage, Device, Result, Storage, StorageRef, Tensor};
-use matmul::{matmul_banded, Strided};
-use rayon::prelude::*;
+use wildreward_kernels::attention::{attention, Heads, QueryRun, Span};
+use wildreward_kernels::rows::{self, apply_rope, silu_mul, LinearRef, Rope};
 
-mod attention;
 pub mod decode;
-pub mod dense;
-pub(crate) mod matmul;
 mod prefix;
-#[cfg(target_arch = "x86_64")]
-mod sgemm;
-
-pub(crate) use attention::{attention, fast_exp};
-pub use matmul::matmul_f32;
 
 /// Whether the packed forward can run `backbone`: f32 weights on the CPU, no LoRA adapter, no
 /// quantized projection.
@@ -222,6 +212,15 @@ pub(crate) struct Dims {
 }
 
 impl Dims {
+    /// The attention kernel's head layout.
+    fn heads(&self) -> Heads {
+        Heads {
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+        }
+    }
+
     fn of(backbone: &Backbone) -> Result<Self> {
         let Some(first) = backbone.layers().first() else {
             candle_core::bail!("the model has no layers");
@@ -236,13 +235,6 @@ impl Dims {
             intermediate: first.mlp().gate().weight().dim(0)?,
         })
     }
-}
-
-/// One row's place in the packed token axis.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Span {
-    start: usize,
-    len: usize,
 }
 
 /// Activations of one batch, allocated once and reused by every layer.
@@ -275,22 +267,6 @@ impl Buffers {
     }
 }
 
-/// RoPE tables, `[max_positions, head_dim / 2]`.
-pub(crate) struct Rope<'a> {
-    cos: &'a [f32],
-    sin: &'a [f32],
-}
-
-/// Queries of one row that an attention pass computes: positions `q0..q1` of the row at `span`,
-/// stored from row `q_row` of the query buffer on.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct QueryRun {
-    span: Span,
-    q_row: usize,
-    q0: usize,
-    q1: usize,
-}
-
 /// What every layer of one packed pass shares: the shapes, each row's span, the RoPE tables and each
 /// token's position.
 pub(crate) struct Batch<'a> {
@@ -314,7 +290,15 @@ pub(crate) fn layer_forward(
     keys_and_values(layer, d, rope, positions, b)?;
     queries(layer, d, rope, positions, b)?;
     let (k, v, runs) = kv.resolve(spans, &b.k, &b.v, false);
-    attention(&b.q, k, v, &runs, d, &mut b.attn_by_head, &mut b.attn);
+    attention(
+        &b.q,
+        k,
+        v,
+        &runs,
+        &d.heads(),
+        &mut b.attn_by_head,
+        &mut b.attn,
+    );
     linear(&b.attn, attn.o_proj(), &mut b.x, tokens, true)?;
     mlp_forward(layer, d, tokens, b)
 }
@@ -350,7 +334,7 @@ pub(crate) fn last_layer_forward(
         k,
         v,
         &runs,
-        d,
+        &d.heads(),
         &mut tail.attn_by_head,
         &mut tail.attn,
     );
@@ -455,8 +439,8 @@ impl<'a> View<'a> {
     }
 }
 
-/// `out[t, :] (+)= x[t, :] · Wᵀ + b` for `tokens` rows, `W` in HF's `[out, in]` layout; adds to `out`
-/// when `accumulate` (the residual stream), overwrites it otherwise.
+/// `out[t, :] (+)= x[t, :] · Wᵀ + b` for `tokens` rows through [`rows::linear`], on the bf16
+/// copy of the weight when the model packed one.
 pub(crate) fn linear(
     x: &[f32],
     lin: &Linear,
@@ -466,119 +450,16 @@ pub(crate) fn linear(
 ) -> Result<()> {
     let (n, k) = lin.weight().dims2()?;
     let w = View::of(lin.weight())?;
-    let w = w.slice();
-    if x.len() < tokens * k || w.len() != n * k || out.len() < tokens * n {
-        candle_core::bail!("packed forward: linear operands do not fit ({tokens}×{k} · {n}×{k}ᵀ)");
-    }
-    if let Some((kernel, w16)) = lin.bf16() {
-        wildreward_kernels::matmul_bf16(kernel, x, tokens, w16, out, accumulate)
-            .map_err(candle_core::Error::msg)?;
-    } else if tokens <= SKINNY_ROWS {
-        skinny_linear(&x[..tokens * k], w, &mut out[..tokens * n], k, accumulate);
-    } else {
-        matmul_banded(
-            &mut out[..tokens * n],
-            n,
-            Strided::rows(x, tokens, k, k),
-            Strided::transposed(w, n, k, k),
-            1.0,
-            accumulate,
-        );
-    }
-    if let Some(bias) = lin.bias() {
-        let bias = View::of(bias)?;
-        let bias = bias.slice();
-        out[..tokens * n]
-            .par_chunks_mut(n)
-            .for_each(|row| row.iter_mut().zip(bias).for_each(|(y, b)| *y += b));
-    }
-    Ok(())
-}
-
-/// Rows at or below which [`linear`] streams the weight once through dot products instead of calling
-/// gemm: a decoding step has a handful of rows, and gemm would repack the whole weight matrix for them.
-const SKINNY_ROWS: usize = 16;
-
-/// Output columns per parallel task of [`skinny_linear`].
-const SKINNY_BLOCK: usize = 64;
-
-/// `out (+)= x · Wᵀ` for a few rows of `x`: each weight row is read once and dotted with every row of
-/// `x` (which stays in cache), in parallel over blocks of output columns.
-fn skinny_linear(x: &[f32], w: &[f32], out: &mut [f32], k: usize, accumulate: bool) {
-    let tokens = x.len() / k;
-    let n = w.len() / k;
-    // Column-major scratch (`[n, tokens]`) so each task writes one contiguous block.
-    let mut by_column = vec![0f32; n * tokens];
-    by_column
-        .par_chunks_mut(SKINNY_BLOCK * tokens)
-        .zip(w.par_chunks(SKINNY_BLOCK * k))
-        .for_each(|(dst, w)| dots(w, x, k, dst));
-    for (t, row) in out.chunks_mut(n).enumerate() {
-        for (j, y) in row.iter_mut().enumerate() {
-            let v = by_column[j * tokens + t];
-            *y = if accumulate { *y + v } else { v };
-        }
-    }
-}
-
-/// `dst[j · tokens + t] = w_j · x_t` for the weight rows `w` (of length `k`) and rows `x`.
-fn dots(w: &[f32], x: &[f32], k: usize, dst: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-        return unsafe { dots_avx2(w, x, k, dst) };
-    }
-    dots_portable(w, x, k, dst);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn dots_avx2(w: &[f32], x: &[f32], k: usize, dst: &mut [f32]) {
-    dots_portable(w, x, k, dst);
-}
-
-/// Eight independent accumulators per dot product, so the compiler vectorises it (8 lanes wide where
-/// compiled for AVX2).
-#[inline(always)]
-fn dots_portable(w: &[f32], x: &[f32], k: usize, dst: &mut [f32]) {
-    let tokens = x.len() / k;
-    for (w_row, dst) in w.chunks_exact(k).zip(dst.chunks_mut(tokens)) {
-        for (x_row, y) in x.chunks_exact(k).zip(dst.iter_mut()) {
-            let mut acc = [0f32; 8];
-            let (wc, xc) = (w_row.chunks_exact(8), x_row.chunks_exact(8));
-            let (w_tail, x_tail) = (wc.remainder(), xc.remainder());
-            for (a, b) in wc.zip(xc) {
-                for l in 0..8 {
-                    acc[l] += a[l] * b[l];
-                }
-            }
-            let mut sum: f32 = acc.iter().sum();
-            for (a, b) in w_tail.iter().zip(x_tail) {
-                sum += a * b;
-            }
-            *y = sum;
-        }
-    }
-}
-
-/// Runs `body` with the loops inlined into it compiled for AVX-512 (16 lanes) where the CPU has it,
-/// for the elementwise passes (softmax, norms, RoPE, SiLU) that otherwise build for the baseline's
-/// 4-lane SSE2. The same operations in the same order either way (no FMA contraction, reductions in
-/// explicit lanes), so the numbers do not depend on the CPU.
-#[inline(always)]
-pub(crate) fn wide<R>(body: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports AVX-512 F (checked just above).
-        return unsafe { wide_avx512(body) };
-    }
-    body()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn wide_avx512<R>(body: impl FnOnce() -> R) -> R {
-    body()
+    let bias = lin.bias().map(View::of).transpose()?;
+    let weights = LinearRef {
+        w: w.slice(),
+        n,
+        k,
+        bias: bias.as_ref().map(View::slice),
+        bf16: lin.bf16(),
+    };
+    rows::linear(x, weights, out, tokens, accumulate)
+        .map_err(|e| candle_core::Error::Msg(format!("packed forward: {e}")))
 }
 
 /// `out = x / rms(x) · w` row by row (rows of `width`), in f32.
@@ -589,69 +470,13 @@ pub(crate) fn rms_norm_rows(
     width: usize,
 ) -> Result<()> {
     let w = View::of(norm.weight())?;
-    let w = w.slice();
-    let eps = norm.eps() as f32;
-    out.par_chunks_mut(width)
-        .zip(x.par_chunks(width))
-        .with_min_len(16)
-        .for_each(|(o, x)| {
-            wide(|| {
-                let inv = crate::nodes::inv_rms(x, eps);
-                for ((o, x), w) in o.iter_mut().zip(x).zip(w) {
-                    *o = x * inv * w;
-                }
-            })
-        });
+    rows::rms_norm_rows(x, w.slice(), norm.eps() as f32, out, width);
     Ok(())
 }
 
 /// RMS norm in place over consecutive chunks of `width` (Qwen3's per-head q/k norms).
 pub(crate) fn rms_norm_in_place(x: &mut [f32], norm: &RmsNorm, width: usize) -> Result<()> {
     let w = View::of(norm.weight())?;
-    let w = w.slice();
-    let eps = norm.eps() as f32;
-    x.par_chunks_mut(width).with_min_len(64).for_each(|x| {
-        wide(|| {
-            let inv = crate::nodes::inv_rms(x, eps);
-            for (x, w) in x.iter_mut().zip(w) {
-                *x = *x * inv * w;
-            }
-        })
-    });
+    rows::rms_norm_in_place(x, w.slice(), norm.eps() as f32, width);
     Ok(())
-}
-
-/// Rotates each head of each token by its position (HF's half-split layout).
-pub(crate) fn apply_rope(x: &mut [f32], rope: &Rope, positions: &[usize], heads: usize, hd: usize) {
-    let half = hd / 2;
-    x.par_chunks_mut(heads * hd)
-        .zip(positions.par_iter())
-        .with_min_len(16)
-        .for_each(|(token, &pos)| {
-            let cos = &rope.cos[pos * half..(pos + 1) * half];
-            let sin = &rope.sin[pos * half..(pos + 1) * half];
-            wide(|| {
-                for head in token.chunks_mut(hd) {
-                    let (a, b) = head.split_at_mut(half);
-                    for (((a, b), c), s) in a.iter_mut().zip(b.iter_mut()).zip(cos).zip(sin) {
-                        let (x1, x2) = (*a, *b);
-                        *a = x1 * c - x2 * s;
-                        *b = x2 * c + x1 * s;
-                    }
-                }
-            })
-        });
-}
-
-/// `gate = silu(gate) · up`, elementwise.
-fn silu_mul(gate: &mut [f32], up: &[f32]) {
-    gate.par_chunks_mut(4096)
-        .zip(up.par_chunks(4096))
-        .for_each(|(g, u)| {
-            wide(|| {
-                for (g, u) in g.iter_mut().zip(u) {
-                    *g = *g / (1.0 + fast_exp(-*g)) * u;
-                }
-            })
-        });
 }

@@ -1,13 +1,14 @@
 //! Dense f32 kernels for encoders outside this crate: the door wildfb's MiniLM sentence embedder
 //! (BERT: bidirectional attention, erf GELU, post-norm layer norms) runs its packed forward through,
-//! so that it gets this crate's AVX-512 product ([`super::matmul`]) and 16-lane elementwise loops
-//! ([`super::wide`]) without `unsafe` code of its own and without the crate building at opt-level 3.
+//! so that it gets this crate's AVX-512 product ([`crate::matmul`]) and 16-lane elementwise loops
+//! ([`crate::simd::wide`]) without `unsafe` code of its own and without the crate building at opt-level 3.
 //!
 //! Every function here is single-threaded: a caller runs one batch per thread (no synchronisation
-//! inside a layer). Shapes that do not chain are a caller's bug and panic, as in [`super::matmul`].
+//! inside a layer). Shapes that do not chain are a caller's bug and panic, as in [`crate::matmul`].
 
-use super::matmul::{matmul, Strided};
-use super::{fast_exp, wide};
+use crate::layout::Strided;
+use crate::matmul::matmul;
+use crate::simd::{fast_exp, wide};
 
 /// A read-only f32 matrix over a slice: row-major with a row stride, or the transpose of one.
 #[derive(Debug, Clone, Copy)]

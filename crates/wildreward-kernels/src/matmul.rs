@@ -1,100 +1,21 @@
-//! The one safe door to the raw-pointer matrix products: every CPU kernel of this crate (the packed
-//! forward's projections and attention, the training nodes' linear and attention) calls [`matmul`],
+//! The one safe door to the raw-pointer matrix products: every f32/f64 CPU product of the workspace
+//! (the packed forward's projections and attention, the training nodes' linear and attention,
+//! MiniLM) calls [`matmul`],
 //! which checks each operand's extent against its slice before the `unsafe` call: this crate's
-//! AVX-512 product ([`super::sgemm`]) for f32 on a CPU that has it, the `gemm` crate otherwise.
+//! AVX-512 product ([`crate::sgemm`]) for f32 on a CPU that has it, the `gemm` crate otherwise.
 
+#![allow(unsafe_code)]
+
+use crate::layout::{Limit, Strided};
 use gemm::Parallelism;
 use std::any::TypeId;
-
-/// A strided matrix over a slice: element `(i, j)` is `data[i · row_stride + j · col_stride]`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Strided<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a, T> Strided<'a, T> {
-    /// `rows × cols`, row-major, rows `row_stride` apart.
-    pub(crate) fn rows(data: &'a [T], rows: usize, cols: usize, row_stride: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose of the row-major `rows × cols` matrix whose rows are `row_stride` apart (a
-    /// `[out, in]` weight, or keys read as `Kᵀ`).
-    pub(crate) fn transposed(data: &'a [T], rows: usize, cols: usize, row_stride: usize) -> Self {
-        Self {
-            data,
-            rows: cols,
-            cols: rows,
-            row_stride: 1,
-            col_stride: row_stride,
-        }
-    }
-
-    /// Rows `start..end` of this matrix.
-    pub(crate) fn row_range(&self, start: usize, end: usize) -> Self {
-        let end = end.min(self.rows);
-        let start = start.min(end);
-        Self {
-            data: self.data.get(start * self.row_stride..).unwrap_or(&[]),
-            rows: end - start,
-            ..*self
-        }
-    }
-
-    /// Whether every element lies inside `data`.
-    fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
-                < self.data.len()
-    }
-}
-
-/// Where row `i` of a product stops needing it: `first + i / rows_per_step`, a staircase rising one
-/// step every `rows_per_step` rows (causal attention: a query's keys end at its own position, and
-/// the query heads that share keys are stacked `rows_per_step` rows per position).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Staircase {
-    pub(crate) first: usize,
-    pub(crate) rows_per_step: usize,
-}
-
-impl Staircase {
-    /// The limit at row `row`.
-    #[inline]
-    pub(crate) fn at(&self, row: usize) -> usize {
-        self.first + row / self.rows_per_step.max(1)
-    }
-}
-
-/// Which part of a product its rows need: the product may skip the rest, a register tile at a time.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Limit {
-    /// Every row needs the whole product.
-    None,
-    /// Row `i` of `dst` is needed below column `at(i)` only; past it, it may be left unwritten.
-    Columns(Staircase),
-    /// Row `i` of `lhs` is zero from column `at(i)` on (the caller guarantees it), so the product may
-    /// stop its depth there.
-    Depth(Staircase),
-}
 
 /// `dst = scale · lhs · rhs`, or `dst += scale · lhs · rhs` when `accumulate`; `dst` is row-major
 /// with rows `dst_row_stride` apart. Single-threaded ([`matmul_banded`] splits a product across
 /// threads). Panics if an operand does not fit its slice or the shapes do not chain (callers size
 /// their buffers from the same dimensions, so this is a bug, not bad input).
 #[inline(always)]
-pub(crate) fn matmul<T: 'static + Copy + From<f32>>(
+pub fn matmul<T: 'static + Copy + From<f32>>(
     dst: &mut [T],
     dst_row_stride: usize,
     lhs: Strided<T>,
@@ -117,7 +38,7 @@ pub(crate) fn matmul<T: 'static + Copy + From<f32>>(
 /// [`matmul`] for rows that need only part of the product (see [`Limit`]): causal attention's
 /// products, which then skip most of the masked work of a block of queries.
 #[inline(always)]
-pub(crate) fn matmul_limited(
+pub fn matmul_limited(
     dst: &mut [f32],
     dst_row_stride: usize,
     lhs: Strided<f32>,
@@ -140,7 +61,7 @@ pub(crate) fn matmul_limited(
 /// Whether f32 products run on this crate's AVX-512 kernel here.
 fn own_kernel_available() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return super::sgemm::available();
+    return crate::sgemm::available();
     #[cfg(not(target_arch = "x86_64"))]
     return false;
 }
@@ -173,7 +94,7 @@ fn matmul_on<T: 'static + Copy + From<f32>>(
     );
     #[cfg(target_arch = "x86_64")]
     if own_kernel && TypeId::of::<T>() == TypeId::of::<f32>() {
-        use super::sgemm::{sgemm, Operand};
+        use crate::sgemm::{sgemm, Operand};
         let operand = |s: Strided<T>| Operand {
             ptr: s.data.as_ptr().cast::<f32>(),
             row_stride: s.row_stride,
@@ -227,7 +148,7 @@ fn matmul_on<T: 'static + Copy + From<f32>>(
 /// [`matmul`] with the rows of `dst` (and `lhs`) split into one contiguous band per rayon thread,
 /// each band a single-threaded product: no synchronisation inside the product, at the cost of each
 /// band packing `rhs` itself.
-pub(crate) fn matmul_banded<T: 'static + Copy + Send + Sync + From<f32>>(
+pub fn matmul_banded<T: 'static + Copy + Send + Sync + From<f32>>(
     dst: &mut [T],
     dst_row_stride: usize,
     lhs: Strided<T>,
@@ -266,6 +187,7 @@ pub fn matmul_f32(lhs: &[f32], rhs: &[f32], (m, k, n): (usize, usize, usize)) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::Staircase;
 
     /// `lhs · rhs` in f64, element by element.
     fn naive(m: usize, k: usize, n: usize, lhs: &Strided<f32>, rhs: &Strided<f32>) -> Vec<f64> {

@@ -12,9 +12,11 @@
 //! more than it saved on every shape measured). A register tile of up to 6 rows × 64 columns (24
 //! accumulators of 16 lanes) runs a block's whole depth, then is scaled and stored (or added) under
 //! a column mask, so no shape needs padding in `dst` or `lhs`. Single-threaded: callers split rows
-//! into bands ([`super::matmul::matmul_banded`]) or run one product per task.
+//! into bands ([`crate::matmul::matmul_banded`]) or run one product per task.
 
-use super::matmul::Limit;
+#![allow(unsafe_code)]
+
+use crate::layout::Limit;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 

@@ -1,9 +1,46 @@
-//! Causal attention of the packed forward: per (row block, key/value group) tasks over the causal
-//! part of each row's keys, the softmax, and the vectorisable `exp` it (and the training nodes) use.
+//! Causal attention of the packed forward over rows concatenated on one token axis: per (row block,
+//! key/value group) tasks over the causal part of each row's keys, the query heads of a group
+//! stacked instead of repeating its keys and values.
 
-use super::matmul::{matmul_limited, Limit, Staircase, Strided};
-use super::{Dims, QueryRun};
+use crate::layout::{Limit, Staircase, Strided};
+use crate::matmul::matmul_limited;
+use crate::simd::{fast_exp, lanes_max, wide};
 use rayon::prelude::*;
+
+/// The attention's head layout: `heads` query heads of `head_dim`, sharing `kv_heads` key/value heads
+/// (grouped-query attention: query head `h` reads key/value head `h / (heads / kv_heads)`).
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+/// One row's place in the packed token axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The row's first token.
+    pub start: usize,
+    /// Its tokens.
+    pub len: usize,
+}
+
+/// Queries of one row that an attention pass computes: positions `q0..q1` of the row whose keys and
+/// values are at `span`, stored from row `q_row` of the query buffer on.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryRun {
+    /// Where the row's keys and values are.
+    pub span: Span,
+    /// The query buffer's row of the first query.
+    pub q_row: usize,
+    /// The first query's position within the row.
+    pub q0: usize,
+    /// One past the last query's position.
+    pub q1: usize,
+}
 
 /// Queries per attention task: large enough for an efficient gemm, small enough to balance the work
 /// of long rows across threads.
@@ -24,15 +61,15 @@ struct Task {
     q1: usize,
 }
 
-/// Causal attention of the queries in `runs`, each row attending to its own keys only, written
+/// Causal attention of the queries in `runs`, each row attending to its keys at its span, written
 /// token-major into `out` (`[query rows, heads·hd]`) through the group-major scratch `by_head`
 /// (`[kv_heads, query rows, n_rep, hd]`, as large as `[heads, query rows, hd]`).
-pub(crate) fn attention(
+pub fn attention(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     runs: &[QueryRun],
-    d: &Dims,
+    d: &Heads,
     by_head: &mut [f32],
     out: &mut [f32],
 ) {
@@ -108,7 +145,7 @@ fn attend(
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    d: &Dims,
+    d: &Heads,
     scratch: &mut Scratch,
     out: &mut [f32],
 ) {
@@ -146,7 +183,7 @@ fn attend(
         Limit::Columns(visible),
     );
     inv_sums.clear();
-    super::wide(|| {
+    wide(|| {
         for (i, row) in scores.chunks_mut(keys).enumerate() {
             inv_sums.push(exp_prefix(row, visible.at(i)));
         }
@@ -160,7 +197,7 @@ fn attend(
         1.0,
         Limit::Depth(visible),
     );
-    super::wide(|| {
+    wide(|| {
         for (row, inv) in out.chunks_exact_mut(hd).zip(inv_sums.iter()) {
             row.iter_mut().for_each(|x| *x *= inv);
         }
@@ -173,7 +210,7 @@ fn attend(
 fn exp_prefix(row: &mut [f32], valid: usize) -> f32 {
     const LANES: usize = 16;
     let (live, masked) = row.split_at_mut(valid);
-    let max = crate::attention::lanes_max(live);
+    let max = lanes_max(live);
     // The exponentials and their sum in one pass, the sum in 16 lanes so the loop vectorises.
     let mut sums = [0f32; LANES];
     let mut chunks = live.chunks_exact_mut(LANES);
@@ -192,62 +229,18 @@ fn exp_prefix(row: &mut [f32], valid: usize) -> f32 {
     1.0 / sum
 }
 
-/// `eˣ` to within 2 ulp over the f32 range (Cephes' `expf` polynomial), written without branches or
-/// calls so the compiler vectorises the loops that use it. Saturates below −87.3 (to ~1e-38) and
-/// above 88.3 (to ~2e38).
-#[inline(always)]
-pub(crate) fn fast_exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding and subtracting 1.5·2²³ rounds to the nearest integer in the float unit.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.3, 88.3);
-    let t = x * LOG2E + ROUND;
-    let n = t - ROUND;
-    // The integer n sits in the low mantissa bits of t: read it there rather than through a float to
-    // integer cast, whose saturation keeps the compiler from vectorising the loop.
-    let n_int = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let r2 = r * r;
-    let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let e = p * r2 + r + 1.0;
-    let scale = f32::from_bits((n_int.wrapping_add(127) as u32) << 23);
-    e * scale
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fast_exp_matches_std_to_a_few_ulp() {
-        let mut worst = 0f32;
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let (got, want) = (fast_exp(x), x.exp());
-            worst = worst.max(((got - want) / want).abs());
-            x += 0.0137;
-        }
-        assert!(worst < 3e-7, "relative error {worst}");
-        assert!(fast_exp(-1000.0) < 1e-37);
-        assert_eq!(fast_exp(0.0), 1.0);
-    }
 
     /// Rows long enough to span several query blocks next to a short one, grouped heads, against
     /// causal attention computed in f64.
     #[test]
     fn attention_matches_naive_causal_attention_across_query_blocks() {
-        use super::super::Span;
-        let d = Dims {
-            hidden: 0,
+        let d = Heads {
             heads: 4,
             kv_heads: 2,
             head_dim: 16,
-            intermediate: 0,
         };
         let lens = [2 * QUERY_BLOCK + 37, 5, QUERY_BLOCK + 1];
         let tokens: usize = lens.iter().sum();
