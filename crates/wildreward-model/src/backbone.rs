@@ -2,16 +2,16 @@
 //! differentiable candle ops, returning the final hidden states of a right-padded batch; plus a
 //! KV-cache path and the LM head for generation. Tensor names are the HF checkpoint's.
 
-use crate::attention::{masked_attention, AttentionMask};
 use crate::config::{Architecture, ModelConfig};
-use crate::nn::{causal_padding_mask, inv_freq, softmax_last, Kernels, Linear, RmsNorm, Rotary};
-use crate::nodes;
+use crate::nn::{inv_freq, softmax_last, Kernels, Linear, RmsNorm, Rotary};
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
 use std::sync::Arc;
 use wildreward_kernels::Bf16Kernel;
+use wildreward_nodes as nodes;
+use wildreward_nodes::{causal_padding_mask, masked_attention, AttentionMask};
 
 /// Keys and values of earlier positions, one entry per layer, for incremental decoding. Each layer's
 /// keys and values live in buffers with room to spare (`[batch, kv_heads, capacity, head_dim]`), filled
@@ -193,7 +193,7 @@ impl Attention {
 
     /// Training on the CPU: the projections' `[b, l, heads · hd]` layout straight through the RoPE
     /// and attention nodes, with no reshapes, transposes or copies in the graph (each would cost a
-    /// zero-fill and an add in candle's backward); see [`crate::nodes`] and [`crate::attention`].
+    /// zero-fill and an add in candle's backward); see [`wildreward_nodes`] and [`wildreward_nodes::attention`].
     fn forward_nodes(&self, x: &Tensor, rotary: &Rotary, mask: &AttentionMask) -> Result<Tensor> {
         let q = rotary.apply_node(&self.project(&self.q_proj, x, self.q_norm.as_ref())?)?;
         let k = rotary.apply_node(&self.project(&self.k_proj, x, self.k_norm.as_ref())?)?;

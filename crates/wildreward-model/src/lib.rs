@@ -4,20 +4,19 @@
 //! [`scorer::Scorer`], and KV-cache generation for online DPO.
 //!
 //! Training needs gradients through every op: candle's fused `rms_norm`, `softmax_last_dim` and
-//! `rope` record none, so [`nn::Kernels::Differentiable`] (the default) builds them from primitives;
+//! `rope` record none, so [`nn::Kernels::Differentiable`] (the default) builds them from primitives (and from
+//! `wildreward-nodes`' one-node forms with hand-written backward on the CPU);
 //! [`nn::Kernels::Fused`] uses the fused kernels for inference and is tested to agree.
 //!
 //! Dependencies and why: `candle-core` / `candle-nn` are the tensor library (CPU by default, CUDA with
-//! the `cuda` feature, which needs nvcc; CI checks it with `scripts/cuda/build.sh check`); `tokenizers` is the HF tokenizer
-//! candle itself uses; `hf-hub` (no network features) finds models in the local hub cache; `rand`
-//! seeds new heads and sampling; `gemm` (the kernel under candle's CPU matmul; ours for f32 on CPUs
-//! without AVX-512, and for f64) and `rayon` run the packed CPU scoring forward ([`packed`]) and its
-//! placed worker threads ([`threads`]); `libc` sets
-//! glibc's allocator to keep freed tensor memory ([`memory`]); `cudarc` (optional) is candle's CUDA
-//! driver binding.
+//! the `cuda` feature, which needs nvcc; CI checks it with `scripts/cuda/build.sh check`);
+//! `wildreward-kernels` is the compute on slices the packed CPU forward ([`packed`]) runs on, and
+//! `wildreward-nodes` the training graph nodes the layers call on the CPU; `tokenizers` is the HF
+//! tokenizer candle itself uses; `hf-hub` (no network features) finds models in the local hub
+//! cache; `rand` seeds new heads and sampling; `rayon` runs the packed forward's row loops;
+//! `cudarc` (optional) is candle's CUDA driver binding.
 
 pub mod assets;
-mod attention;
 pub mod backbone;
 pub mod checkpoint;
 pub mod config;
@@ -29,7 +28,6 @@ pub mod head;
 pub mod loss;
 pub mod model;
 pub mod nn;
-mod nodes;
 pub mod packed;
 pub mod precision;
 pub mod scorer;

@@ -162,8 +162,8 @@ impl Module for Linear {
             q.forward(&x.contiguous()?)?
         } else {
             match x.dims() {
-                _ if crate::nodes::applies(x) && x.dtype() == self.weight.dtype() => {
-                    crate::nodes::linear(x, &self.weight, self.train_bf16)?
+                _ if wildreward_nodes::applies(x) && x.dtype() == self.weight.dtype() => {
+                    wildreward_nodes::linear(x, &self.weight, self.train_bf16)?
                 }
                 [b, l, h] => x
                     .reshape((b * l, *h))?
@@ -234,9 +234,9 @@ impl Module for RmsNorm {
                 candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)
             }
             Kernels::Differentiable
-                if crate::nodes::applies(x) && x.dtype() == self.weight.dtype() =>
+                if wildreward_nodes::applies(x) && x.dtype() == self.weight.dtype() =>
             {
-                crate::nodes::rms_norm(x, &self.weight, self.eps)
+                wildreward_nodes::rms_norm(x, &self.weight, self.eps)
             }
             Kernels::Differentiable => {
                 // Computed in f32 for half-precision inputs, as HF does.
@@ -301,10 +301,10 @@ impl Rotary {
     }
 
     /// Rotates `x` `[batch, seq, heads · head_dim]` (positions from 0) with the differentiable RoPE
-    /// node of the CPU training path ([`crate::nodes::rope`]).
+    /// node of the CPU training path ([`wildreward_nodes::rope`]).
     pub(crate) fn apply_node(&self, x: &Tensor) -> Result<Tensor> {
         let seq = x.dim(1)?;
-        crate::nodes::rope(
+        wildreward_nodes::rope(
             x,
             &self.cos.narrow(0, 0, seq)?,
             &self.sin.narrow(0, 0, seq)?,
@@ -319,7 +319,7 @@ impl Rotary {
             .map(|&n| n.saturating_sub(1) as u32)
             .collect();
         let at = Tensor::from_vec(at, lengths.len(), x.device())?;
-        crate::nodes::rope(
+        wildreward_nodes::rope(
             x,
             &self.cos.index_select(&at, 0)?,
             &self.sin.index_select(&at, 0)?,
@@ -365,29 +365,4 @@ pub fn inv_freq(cfg: &crate::config::ModelConfig) -> Vec<f32> {
             scaled as f32
         })
         .collect()
-}
-
-/// The additive attention mask: 0 where query `i` (absolute position `offset + i`) may see key `j` —
-/// causal (`j ≤ offset + i`) and `j` a real token of its row (`j < lengths[row]`) — −∞ elsewhere.
-/// Shape `[lengths.len(), 1, queries, offset + queries]`. A right-padded batch uses offset 0; a cached
-/// prefill uses the cache length as offset.
-pub fn causal_padding_mask(
-    lengths: &[usize],
-    queries: usize,
-    offset: usize,
-    dtype: DType,
-    device: &Device,
-) -> Result<Tensor> {
-    let keys = offset + queries;
-    let mut data = vec![0f32; lengths.len() * queries * keys];
-    for (b, &len) in lengths.iter().enumerate() {
-        for i in 0..queries {
-            for j in 0..keys {
-                if j > offset + i || j >= len {
-                    data[(b * queries + i) * keys + j] = f32::NEG_INFINITY;
-                }
-            }
-        }
-    }
-    Tensor::from_vec(data, (lengths.len(), 1, queries, keys), device)?.to_dtype(dtype)
 }

@@ -9,7 +9,13 @@
 //! finite-difference check in `tests/gradcheck.rs`, which runs through them).
 //!
 //! [`applies`] says when they run; elsewhere (CUDA, half precision) callers use the composed forms.
-//! `linear` holds the projection, `elementwise` the norm, gated product and rotation.
+//! `linear` holds the projection, `elementwise` the norm, gated product and rotation, [`attention`]
+//! the whole masked attention as one node.
+//!
+//! A crate of its own between the kernels and the model: the nodes call `wildreward-kernels` for
+//! their arithmetic (products, `exp`, the RMS scale) and know nothing of the model's layers, which
+//! call them. Dependencies and why: `candle-core` (the graph the nodes are custom ops of), `rayon`
+//! (rows in parallel), `wildreward-kernels` (the compute on slices).
 
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, Tensor, WithDType};
 
@@ -19,7 +25,7 @@ pub(crate) trait Float: wildreward_kernels::Float + WithDType {}
 impl<T: wildreward_kernels::Float + WithDType> Float for T {}
 
 /// Whether the nodes of this module (and the attention node) can run on `t`: CPU, f32 or f64.
-pub(crate) fn applies(t: &Tensor) -> bool {
+pub fn applies(t: &Tensor) -> bool {
     matches!(t.device(), Device::Cpu) && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
@@ -59,18 +65,17 @@ macro_rules! float_storage {
                 candle_core::bail!("{} runs in f32 or f64, one dtype for all inputs", $what)
             }
             candle_core::DType::F32 => {
-                $(let $v = $crate::nodes::slice::<f32>($s, $l)?;)+
+                $(let $v = $crate::slice::<f32>($s, $l)?;)+
                 candle_core::CpuStorage::F32($body)
             }
             candle_core::DType::F64 => {
-                $(let $v = $crate::nodes::slice::<f64>($s, $l)?;)+
+                $(let $v = $crate::slice::<f64>($s, $l)?;)+
                 candle_core::CpuStorage::F64($body)
             }
             dtype => candle_core::bail!("{} runs in f32 or f64, not {dtype:?}", $what),
         }
     }};
 }
-pub(crate) use float_storage;
 
 /// A node's CPU backward, written once for both float types: [`with_values`] on the tensors `$ts` as
 /// `f32` or `f64` (the first one's dtype), `$body` seeing them as `$v` and returning `Result`.
@@ -78,19 +83,20 @@ macro_rules! float_values {
     ($what:expr, [$($t:expr),+], |$v:ident| $body:expr) => {{
         let tensors: &[&candle_core::Tensor] = &[$($t),+];
         match tensors[0].dtype() {
-            candle_core::DType::F32 => $crate::nodes::with_values::<f32, _>(tensors, |$v| $body),
-            candle_core::DType::F64 => $crate::nodes::with_values::<f64, _>(tensors, |$v| $body),
+            candle_core::DType::F32 => $crate::with_values::<f32, _>(tensors, |$v| $body),
+            candle_core::DType::F64 => $crate::with_values::<f64, _>(tensors, |$v| $body),
             dtype => candle_core::bail!("{} runs in f32 or f64, not {dtype:?}", $what),
         }
     }};
 }
-pub(crate) use float_values;
 
+pub mod attention;
 mod elementwise;
 mod linear;
 
-pub(crate) use elementwise::{rms_norm, rope, silu_mul};
-pub(crate) use linear::linear;
+pub use attention::{causal_padding_mask, masked_attention, AttentionMask};
+pub use elementwise::{rms_norm, rope, silu_mul};
+pub use linear::linear;
 pub(crate) use wildreward_kernels::simd::inv_rms;
 
 /// Rows per parallel task of the elementwise loops (work enough to amortise rayon's hand-off).

@@ -13,7 +13,7 @@ use wildreward_kernels::{matmul_bf16, Bf16Kernel, PackedBf16};
 /// With `bf16`, f32 operands run all three products on that bf16 kernel (mixed precision, as
 /// PyTorch's autocast: operands rounded to bf16, f32 sums, f32 master weights and gradients);
 /// f64 (the gradient checks) always runs the exact product.
-pub(crate) fn linear(x: &Tensor, weight: &Tensor, bf16: Option<Bf16Kernel>) -> Result<Tensor> {
+pub fn linear(x: &Tensor, weight: &Tensor, bf16: Option<Bf16Kernel>) -> Result<Tensor> {
     let bf16 = bf16.filter(|_| x.dtype() == DType::F32);
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, LinearNode { bf16 })

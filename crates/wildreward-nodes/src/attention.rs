@@ -17,8 +17,8 @@
 //! keys]` is shared by the heads. CPU, f32 or f64; the backbone uses the composed form elsewhere (CUDA, half
 //! precision, the KV-cache path).
 
-use crate::nodes::{float_storage, float_values, Float};
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use crate::Float;
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 use wildreward_kernels::simd::{lanes_max, lanes_sum};
@@ -30,7 +30,7 @@ const BLOCK: usize = 64;
 /// The mask, once per forward pass: the tensor (its shape), its values (for the kernels) and how
 /// many leading keys each query position can see, shared by every layer.
 #[derive(Debug, Clone)]
-pub(crate) struct AttentionMask {
+pub struct AttentionMask {
     values: Arc<Vec<f64>>,
     /// `visible[seq · l + i]`: one past the last key query `i` of `seq` sees (keys after it are −∞).
     visible: Arc<Vec<usize>>,
@@ -43,7 +43,7 @@ pub(crate) struct AttentionMask {
 
 impl AttentionMask {
     /// Reads `mask` (`[b, 1, l, keys]`) once.
-    pub(crate) fn new(mask: &Tensor) -> Result<Self> {
+    pub fn new(mask: &Tensor) -> Result<Self> {
         let (_, _, queries, keys) = mask.dims4()?;
         let values = mask.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
         let visible: Vec<usize> = values
@@ -65,7 +65,7 @@ impl AttentionMask {
 }
 
 /// `softmax(scale · q kᵀ + mask) v` as one differentiable node; see the module docs for the shapes.
-pub(crate) fn masked_attention(
+pub fn masked_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
@@ -459,14 +459,37 @@ impl CustomOp3 for MaskedAttention {
     }
 }
 
+/// The additive attention mask: 0 where query `i` (absolute position `offset + i`) may see key `j` —
+/// causal (`j ≤ offset + i`) and `j` a real token of its row (`j < lengths[row]`) — −∞ elsewhere.
+/// Shape `[lengths.len(), 1, queries, offset + queries]`. A right-padded batch uses offset 0; a cached
+/// prefill uses the cache length as offset.
+pub fn causal_padding_mask(
+    lengths: &[usize],
+    queries: usize,
+    offset: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let keys = offset + queries;
+    let mut data = vec![0f32; lengths.len() * queries * keys];
+    for (b, &len) in lengths.iter().enumerate() {
+        for i in 0..queries {
+            for j in 0..keys {
+                if j > offset + i || j >= len {
+                    data[(b * queries + i) * keys + j] = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(data, (lengths.len(), 1, queries, keys), device)?.to_dtype(dtype)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
     use super::*;
-    use crate::nn::causal_padding_mask;
-    use crate::nodes::tests::{agree, randn};
-    use candle_core::Device;
+    use crate::tests::{agree, randn};
 
     /// The node against candle's composed attention (heads repeated per key/value head), values and
     /// gradients, over several blocks, grouped heads, and rows padded at different lengths.

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 /// `x / √(mean(x²) + ε) · w` over each run of `w.len()` values of `x` (the last dimension, or each
 /// head of a `[.., heads · hd]` tensor for a per-head norm), as one node.
-pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, RmsNormNode { eps })
 }
@@ -119,7 +119,7 @@ impl CustomOp2 for RmsNormNode {
 // silu(gate) · up
 
 /// `silu(gate) · up`, the gated MLP's product, as one node.
-pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     gate.contiguous()?.apply_op2(&up.contiguous()?, SiluMulNode)
 }
 
@@ -211,7 +211,7 @@ impl CustomOp2 for SiluMulNode {
 /// Half-split RoPE (HF's `rotate_half` layout) of `x` `[b, l, heads · hd]` with `cos` / `sin`
 /// `[l, hd/2]` (the tables at positions `0..l`), as one node. The backward rotates the gradient
 /// back (the same kernel with `−sin`).
-pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     x.contiguous()?
         .apply_op3(&cos.contiguous()?, &sin.contiguous()?, RopeNode)
 }
