@@ -12,7 +12,7 @@ use online_dpo::rollout::Sampler;
 use online_dpo::DpoConfig;
 use std::time::Instant;
 use wildreward_model::generate::{generate, SamplingParams};
-use wildreward_model::{weights, Backbone, LoadOptions, RewardModel};
+use wildreward_model::{weights, LoadOptions, RewardModel};
 use wildreward_train::config::TrainMode;
 use wildreward_train::params::build_policy;
 
@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
     let reference = RewardModel::from_checkpoint(ckpt.clone(), &LoadOptions::inference())?;
     let sampler = Sampler::new(&reference, None)?;
     let prompt_ids = sampler.prompt_ids(prompt)?;
-    let backbone: &Backbone = generator.backbone();
+    let forward = generator.forward();
     let params = SamplingParams {
         max_new_tokens: new,
         temperature: 1.0,
@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
     };
     // Warm-up (allocations, thread pool), then the timed rollout.
     generate(
-        backbone,
+        forward,
         &prompt_ids,
         n,
         &SamplingParams {
@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
     let t = Instant::now();
-    let answers = generate(backbone, &prompt_ids, n, &params)?;
+    let answers = generate(forward, &prompt_ids, n, &params)?;
     let gen_seconds = t.elapsed().as_secs_f64();
     let gen_tokens: usize = answers.iter().map(|a| a.tokens.len()).sum();
     let (chosen, rejected) = (answers[0].tokens.clone(), answers[1].tokens.clone());

@@ -2,11 +2,11 @@
 
 use crate::error::{DpoError, Result};
 use crate::prompts::{clean_answer, ChatFormat};
-use candle_nn::VarBuilder;
+use std::sync::Arc;
 use tokenizers::Tokenizer;
 use wildreward_kernels::Bf16Kernel;
 use wildreward_model::generate::{generate, SamplingParams};
-use wildreward_model::{Backbone, Kernels, RewardModel};
+use wildreward_model::{backend, Backbone, Forward, RewardModel};
 
 /// One sampled answer.
 #[derive(Debug, Clone)]
@@ -20,10 +20,11 @@ pub struct Answer {
     pub text: String,
 }
 
-/// What sampling needs from a policy: its tokenizer, chat format and stop tokens, and a fused-kernel
-/// view of its current weights (sharing their storage, so optimiser updates are seen).
+/// What sampling needs from a policy: its tokenizer, chat format and stop tokens, and an inference
+/// forward over its current weights (sharing their storage, so optimiser updates are seen).
 pub struct Sampler {
     backbone: Backbone,
+    forward: Arc<dyn Forward>,
     bf16: Option<Bf16Kernel>,
     tokenizer: Tokenizer,
     format: ChatFormat,
@@ -34,14 +35,8 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler over `model`'s weights as they are now and after every in-place update.
     pub fn new(model: &RewardModel, system: Option<String>) -> Result<Self> {
-        let tensors = model
-            .tensors()
-            .iter()
-            .map(|(n, t)| (n.clone(), t.detach()))
-            .collect();
-        let bb = model.backbone();
-        let vb = VarBuilder::from_tensors(tensors, bb.dtype(), bb.device());
-        let backbone = Backbone::load(vb, model.config(), Kernels::Fused)?;
+        let backbone = model.inference_backbone()?;
+        let forward = backend::select(&backbone, None)?;
         let tokenizer = model.tokenizer().clone();
         let format = ChatFormat::detect(model.chat_template());
         let mut stop: Vec<u32> = format
@@ -62,6 +57,7 @@ impl Sampler {
         }
         Ok(Self {
             backbone,
+            forward,
             bf16: None,
             tokenizer,
             format,
@@ -80,8 +76,8 @@ impl Sampler {
     /// Re-packs the bf16 copies from the current weights (after an optimiser step); nothing to do
     /// for f32 sampling, which reads the weights themselves.
     pub fn refresh(&mut self) -> Result<()> {
-        if let Some(kernel) = self.bf16 {
-            self.backbone.use_bf16_matmul(kernel)?;
+        if self.bf16.is_some() {
+            self.forward = backend::select(&self.backbone, self.bf16)?;
         }
         Ok(())
     }
@@ -114,7 +110,7 @@ impl Sampler {
             stop_tokens: self.stop.clone(),
         };
         let stop = self.stop[0];
-        generate(&self.backbone, prompt_ids, n, &params)?
+        generate(self.forward.as_ref(), prompt_ids, n, &params)?
             .into_iter()
             .map(|g| {
                 let decoded = self

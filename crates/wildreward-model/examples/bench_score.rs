@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<()> {
         ..LoadOptions::inference()
     };
     let m = RewardModel::load(std::path::Path::new(model), &opts)?;
-    let matmul = m.backbone().matmul_name();
+    let matmul = m.forward().matmul_name();
     let peak_of = || -> anyhow::Result<f64> {
         match wildreward_kernels::Bf16Kernel::named(matmul) {
             Ok(kernel) => bf16_peak_gflops(kernel),

@@ -1,9 +1,8 @@
 //! Sampling answers with the KV cache: the prompt is run once, its cache shared by the `n` samples,
 //! then one token per step for every unfinished sample (greedy, or temperature + top-p).
 
-use crate::backbone::{Backbone, KvCache};
-use crate::packed::decode::PackedDecoder;
-use candle_core::{DType, Result, Tensor};
+use crate::forward::Forward;
+use candle_core::Result;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// How to sample.
@@ -42,9 +41,9 @@ pub struct Generation {
     pub ended_with_eos: bool,
 }
 
-/// Samples `n` answers to `prompt` (token ids).
+/// Samples `n` answers to `prompt` (token ids) on `forward` (packed or candle: the same loop).
 pub fn generate(
-    backbone: &Backbone,
+    forward: &dyn Forward,
     prompt: &[u32],
     n: usize,
     params: &SamplingParams,
@@ -52,37 +51,14 @@ pub fn generate(
     if prompt.is_empty() || n == 0 {
         candle_core::bail!("generate needs a non-empty prompt and n > 0");
     }
-    if crate::packed::supports(backbone) {
-        let (mut decoder, first) =
-            PackedDecoder::prefill(backbone, prompt, n, params.max_new_tokens)?;
-        let vocab = first.len();
-        return sample_loop(vec![first; n], n, params, |next| {
-            Ok(decoder
-                .step(next)?
-                .chunks(vocab)
-                .map(<[f32]>::to_vec)
-                .collect())
-        });
-    }
-    let device = backbone.device();
-    let mut cache = KvCache::new();
-    let ids = Tensor::from_slice(prompt, (1, prompt.len()), device)?;
-    let hidden = backbone.forward_cached(&ids, &mut cache)?;
-    let last = hidden.narrow(1, prompt.len() - 1, 1)?;
-    let mut logits = backbone.lm_logits(&last)?.squeeze(1)?;
-    if n > 1 {
-        cache.expand_batch(n)?;
-        logits = logits.repeat((n, 1))?;
-    }
-    let first: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
-    sample_loop(first, n, params, |next| {
-        let ids = Tensor::from_slice(next, (n, 1), device)?;
-        let hidden = backbone.forward_cached(&ids, &mut cache)?;
-        backbone
-            .lm_logits(&hidden)?
-            .squeeze(1)?
-            .to_dtype(DType::F32)?
-            .to_vec2()
+    let (mut decoder, first) = forward.prefill(prompt, n, params.max_new_tokens)?;
+    let vocab = first.len();
+    sample_loop(vec![first; n], n, params, |next| {
+        Ok(decoder
+            .step(next)?
+            .chunks(vocab)
+            .map(<[f32]>::to_vec)
+            .collect())
     })
 }
 

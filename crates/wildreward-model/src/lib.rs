@@ -18,10 +18,14 @@
 
 pub mod assets;
 pub mod backbone;
+pub mod backend;
+pub mod candle_forward;
 pub mod checkpoint;
 pub mod config;
+pub mod decoder_weights;
 pub mod encode;
 pub mod error;
+pub mod forward;
 pub mod generate;
 pub mod gguf;
 pub mod head;
@@ -38,6 +42,7 @@ pub use backbone::{Backbone, KvCache};
 pub use config::{Architecture, ModelConfig};
 pub use encode::{cut_text_ids, TurnEncoder};
 pub use error::{ModelError, Result};
+pub use forward::{Decode, Forward};
 pub use head::{HeadKind, ScoreHead};
 pub use model::{LoadOptions, RewardModel};
 pub use nn::Kernels;

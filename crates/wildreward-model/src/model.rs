@@ -2,8 +2,10 @@
 //! from any checkpoint [`crate::weights`] reads.
 
 use crate::backbone::Backbone;
+use crate::backend;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
+use crate::forward::Forward;
 use crate::head::{HeadKind, ScoreHead};
 use crate::nn::Kernels;
 use crate::precision::Precision;
@@ -79,6 +81,8 @@ impl LoadOptions {
 pub struct RewardModel {
     config: ModelConfig,
     backbone: Backbone,
+    /// The inference forward over the backbone's weights, chosen once ([`backend::select`]).
+    forward: Arc<dyn Forward>,
     head: ScoreHead,
     tokenizer: Tokenizer,
     chat_template: Option<String>,
@@ -182,22 +186,27 @@ impl RewardModel {
             .map(Tensor::dtype)
             .unwrap_or(opts.resolved_dtype());
         let vb = VarBuilder::from_tensors(tensors.clone(), dtype, &opts.device);
-        let mut backbone = Backbone::load(vb, &config, opts.kernels).map_err(weights_err)?;
+        let backbone = Backbone::load(vb, &config, opts.kernels).map_err(weights_err)?;
         // bf16 on the CPU: f32 tensors (norms, embeddings, the reference path) and a bf16 copy of
         // every projection for the packed forward's bf16 kernel, whichever way the model came.
-        if opts.device.is_cpu()
+        let bf16 = if opts.device.is_cpu()
             && dtype == DType::F32
             && opts.resolved_dtype() == DType::BF16
             && opts.kernels == Kernels::Fused
         {
-            Bf16Kernel::detect()
-                .map_err(candle_core::Error::msg)
-                .and_then(|kernel| backbone.use_bf16_matmul(kernel))
-                .map_err(weights_err)?;
-        }
+            Some(
+                Bf16Kernel::detect()
+                    .map_err(candle_core::Error::msg)
+                    .map_err(weights_err)?,
+            )
+        } else {
+            None
+        };
+        let forward = backend::select(&backbone, bf16).map_err(weights_err)?;
         Ok(Self {
             config,
             backbone,
+            forward,
             head,
             tokenizer,
             chat_template,
@@ -215,7 +224,9 @@ impl RewardModel {
         &mut self,
         quantized: &HashMap<String, Arc<QTensor>>,
     ) -> candle_core::Result<()> {
-        self.backbone.use_quantized(quantized)
+        self.backbone.use_quantized(quantized)?;
+        self.forward = backend::select(&self.backbone, None)?;
+        Ok(())
     }
 
     /// Mixed-precision training of the projections on `kernel` (`None`: exact f32): see
@@ -225,9 +236,39 @@ impl RewardModel {
     }
 
     /// Makes the packed CPU forward multiply every projection by a bf16 copy of its weight with
-    /// `kernel` (what loading with bf16 on a CPU does): see [`Backbone::use_bf16_matmul`].
+    /// `kernel` (what loading with bf16 on a CPU does; again after in-place updates, since the
+    /// copies do not follow them). Fails where the packed forward cannot run.
     pub fn use_bf16_matmul(&mut self, kernel: Bf16Kernel) -> candle_core::Result<()> {
-        self.backbone.use_bf16_matmul(kernel)
+        self.forward = backend::select(&self.backbone, Some(kernel))?;
+        Ok(())
+    }
+
+    /// The inference forward scoring and generation run on.
+    pub fn forward(&self) -> &dyn Forward {
+        self.forward.as_ref()
+    }
+
+    /// An inference forward over this model's current weights for a training loop: the fused
+    /// kernels over detached handles of the same storage (so optimiser updates are seen and nothing
+    /// it runs is recorded for backward), `bf16` as in [`RewardModel::use_bf16_matmul`].
+    pub fn inference_forward(
+        &self,
+        bf16: Option<Bf16Kernel>,
+    ) -> candle_core::Result<Arc<dyn Forward>> {
+        backend::select(&self.inference_backbone()?, bf16)
+    }
+
+    /// The backbone of [`RewardModel::inference_forward`]: fused kernels over detached handles of
+    /// this model's weights (for a caller that re-selects its forward after updates).
+    pub fn inference_backbone(&self) -> candle_core::Result<Backbone> {
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|(n, t)| (n.clone(), t.detach()))
+            .collect();
+        let bb = &self.backbone;
+        let vb = VarBuilder::from_tensors(tensors, bb.dtype(), bb.device());
+        Backbone::load(vb, &self.config, Kernels::Fused)
     }
 
     /// Reward logits `[batch, outputs]` (f32) for a right-padded batch with `lengths` real tokens.
@@ -236,10 +277,10 @@ impl RewardModel {
             .forward(&self.backbone.forward_last(ids, lengths)?)
     }
 
-    /// Reward logits `[rows, outputs]` (f32) for unpadded rows of token ids: the packed CPU forward
-    /// when the model allows it (see [`Backbone::last_hidden`]), else one right-padded batch.
+    /// Reward logits `[rows, outputs]` (f32) for unpadded rows of token ids, on the model's
+    /// [`Forward`] (packed on the CPU where it runs, else one right-padded candle batch).
     pub fn logits_of_rows(&self, rows: &[&[u32]]) -> candle_core::Result<Tensor> {
-        self.head.forward(&self.backbone.last_hidden(rows)?)
+        self.head.forward(&self.forward.last_hidden(rows)?)
     }
 
     /// The configuration.

@@ -5,11 +5,11 @@
 //! faster fused kernel, an inference form selected by [`Kernels::Fused`], tested to give the same
 //! numbers.
 
+use crate::decoder_weights::{LinearWeights, NormWeights};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
-use std::sync::Arc;
-use wildreward_kernels::{Bf16Kernel, PackedBf16};
+use wildreward_kernels::Bf16Kernel;
 
 /// Which implementation of norm, softmax and RoPE to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,7 +31,6 @@ pub struct Linear {
     bias: Option<Tensor>,
     lora: Option<Lora>,
     quantized: Option<QMatMul>,
-    bf16: Option<(Bf16Kernel, Arc<PackedBf16>)>,
     train_bf16: Option<Bf16Kernel>,
 }
 
@@ -86,7 +85,6 @@ impl Linear {
             bias,
             lora,
             quantized: None,
-            bf16: None,
             train_bf16: None,
         })
     }
@@ -98,7 +96,6 @@ impl Linear {
             bias,
             lora: None,
             quantized: None,
-            bf16: None,
             train_bf16: None,
         }
     }
@@ -113,19 +110,13 @@ impl Linear {
         self.bias.as_ref()
     }
 
-    /// The weight's bf16 copy and the kernel the packed CPU forward multiplies it with, when
-    /// [`crate::Backbone::use_bf16_matmul`] made one.
-    pub fn bf16(&self) -> Option<(Bf16Kernel, &PackedBf16)> {
-        self.bf16.as_ref().map(|(k, w)| (*k, w.as_ref()))
-    }
-
-    /// Packs the weight (f32, on the CPU) as bf16 for `kernel`.
-    pub(crate) fn pack_bf16(&mut self, kernel: Bf16Kernel) -> Result<()> {
-        let (n, k) = self.weight.dims2()?;
-        let w = self.weight.flatten_all()?.to_vec1::<f32>()?;
-        let packed = PackedBf16::from_rows(&w, n, k).map_err(candle_core::Error::msg)?;
-        self.bf16 = Some((kernel, Arc::new(packed)));
-        Ok(())
+    /// The projection as plain data for the packed CPU forward; `None` when it has an adapter or a
+    /// quantized copy (which that forward does not run).
+    pub(crate) fn plain(&self) -> Option<LinearWeights> {
+        if self.lora.is_some() || self.quantized.is_some() {
+            return None;
+        }
+        Some(LinearWeights::new(self.weight.clone(), self.bias.clone()))
     }
 
     /// Runs the training node's three products (forward, `dx`, `dW`) on `kernel` with bf16
@@ -224,6 +215,14 @@ impl RmsNorm {
     /// The variance epsilon.
     pub fn eps(&self) -> f64 {
         self.eps
+    }
+
+    /// The norm as plain data for the packed CPU forward.
+    pub(crate) fn plain(&self) -> NormWeights {
+        NormWeights {
+            weight: self.weight.clone(),
+            eps: self.eps,
+        }
     }
 }
 

@@ -85,7 +85,7 @@ impl Scorer {
 
     /// Whether batches run packed (no padding; [`crate::packed`]) rather than right-padded.
     pub fn packs_rows(&self) -> bool {
-        crate::packed::supports(self.model.backbone())
+        !self.model.forward().pads_rows()
     }
 
     /// The options.

@@ -34,10 +34,11 @@ fn check(arch: &str, kernels: Kernels) {
     )
     .unwrap();
     // The packed CPU forward (scoring's fast path) on the same rows, unpadded.
-    assert!(wildreward_model::packed::supports(&bb));
+    let forward = wildreward_model::backend::select(&bb, None).unwrap();
+    assert_eq!(forward.name(), "packed-cpu");
     let rows: Vec<&[u32]> = ids.iter().zip(&lengths).map(|(r, &n)| &r[..n]).collect();
     let packed: Vec<Vec<f32>> = head
-        .forward(&bb.last_hidden(&rows).unwrap())
+        .forward(&forward.last_hidden(&rows).unwrap())
         .unwrap()
         .to_vec2()
         .unwrap();

@@ -9,7 +9,7 @@ use candle_core::Device;
 use std::path::{Path, PathBuf};
 use wildreward_model::assets::{asset, SMOLLM2_GGUF};
 use wildreward_model::weights::{self, unpermute_rope_rows, unpermute_rope_rows_quantized};
-use wildreward_model::{packed, LoadOptions, RewardModel, Scorer, ScorerOptions};
+use wildreward_model::{LoadOptions, RewardModel, Scorer, ScorerOptions};
 
 fn gguf() -> PathBuf {
     asset(
@@ -59,8 +59,8 @@ fn scoring_from_quantized_weights_stays_close_to_the_f32_path() {
         ..LoadOptions::inference()
     };
     let quantized = RewardModel::load(&gguf(), &opts).unwrap();
-    assert!(packed::supports(f32_model.backbone()));
-    assert!(!packed::supports(quantized.backbone()));
+    assert_eq!(f32_model.forward().name(), "packed-cpu");
+    assert_eq!(quantized.forward().name(), "candle");
     let tok = f32_model.tokenizer();
     let ids: Vec<Vec<u32>> = [
         "The capital of France is Paris.",
@@ -109,7 +109,7 @@ fn mismatched_or_missing_quantized_weights_are_clear_errors() {
     let err = model.use_quantized(&weights).unwrap_err().to_string();
     assert!(err.contains("209 of the 210"), "{err}");
     // Neither call changed a projection: the model still runs the packed f32 forward.
-    assert!(packed::supports(model.backbone()));
+    assert_eq!(model.forward().name(), "packed-cpu");
 }
 
 #[test]

@@ -110,7 +110,8 @@ fn greedy_decoding_answers_paris_and_cache_matches_full_sequence() {
         stop_tokens: vec![2],
         ..Default::default()
     };
-    let out = wildreward_model::generate::generate(bb, &prompt, 2, &params).unwrap();
+    let candle = wildreward_model::candle_forward::CandleForward::new(bb.clone());
+    let out = wildreward_model::generate::generate(&candle, &prompt, 2, &params).unwrap();
     assert_eq!(out[0].tokens, generated);
     assert_eq!(
         out[1].tokens, generated,
@@ -242,7 +243,7 @@ fn bf16_projections_stay_close_to_f32_on_smollm2() {
         .unwrap();
     let mut m = model(Kernels::Fused);
     m.use_bf16_matmul(kernel).unwrap();
-    assert_eq!(m.backbone().matmul_name(), kernel.name());
+    assert_eq!(m.forward().matmul_name(), kernel.name());
     let bf16 = Scorer::new(m, ScorerOptions::default());
     assert!(bf16.packs_rows());
     let bf16_scores = bf16.score(&refs).unwrap();
@@ -258,7 +259,6 @@ fn bf16_projections_stay_close_to_f32_on_smollm2() {
     assert!(mean <= 4e-3, "mean |diff| {mean}");
     // Greedy decoding through bf16 projections (and a bf16 LM head) still answers.
     use wildreward_model::generate::argmax;
-    use wildreward_model::packed::decode::PackedDecoder;
     let mut m = model(Kernels::Fused);
     m.use_bf16_matmul(kernel).unwrap();
     let prompt = m
@@ -267,7 +267,7 @@ fn bf16_projections_stay_close_to_f32_on_smollm2() {
         .unwrap()
         .get_ids()
         .to_vec();
-    let (mut dec, first) = PackedDecoder::prefill(m.backbone(), &prompt, 1, 8).unwrap();
+    let (mut dec, first) = m.forward().prefill(&prompt, 1, 8).unwrap();
     let mut out = vec![argmax(&first)];
     for _ in 0..6 {
         let logits = dec.step(&[*out.last().unwrap()]).unwrap();
@@ -302,13 +302,11 @@ fn a_shared_prefix_runs_once_with_the_numbers_of_unshared_rows() {
     );
     rows.push(rows[0][..header + 1].to_vec());
     rows.push(rows[1][..rows[1].len() - 3].to_vec());
-    let bb = m.backbone();
+    let packed = m.forward();
+    assert_eq!(packed.name(), "packed-cpu");
     let check = |rows: &[Vec<u32>]| {
         let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
-        let shared: Vec<Vec<f32>> = wildreward_model::packed::last_hidden(bb, &refs)
-            .unwrap()
-            .to_vec2()
-            .unwrap();
+        let shared: Vec<Vec<f32>> = packed.last_hidden(&refs).unwrap().to_vec2().unwrap();
         let (ids, lengths) = padded(rows, m.pad_id());
         let hidden = model(Kernels::Differentiable)
             .backbone()
@@ -319,10 +317,7 @@ fn a_shared_prefix_runs_once_with_the_numbers_of_unshared_rows() {
             .to_vec2()
             .unwrap();
         for (i, row) in refs.iter().enumerate() {
-            let alone: Vec<Vec<f32>> = wildreward_model::packed::last_hidden(bb, &[row])
-                .unwrap()
-                .to_vec2()
-                .unwrap();
+            let alone: Vec<Vec<f32>> = packed.last_hidden(&[row]).unwrap().to_vec2().unwrap();
             for (what, want) in [("alone", &alone[0]), ("padded", &diff[i])] {
                 let worst = shared[i]
                     .iter()
@@ -539,8 +534,8 @@ fn bad_checkpoints_give_clear_errors() {
 #[test]
 fn packed_decoding_matches_the_candle_kv_cache_path() {
     use wildreward_model::generate::{argmax, generate, SamplingParams};
-    use wildreward_model::packed::decode::PackedDecoder;
     let m = model(Kernels::Fused);
+    assert_eq!(m.forward().name(), "packed-cpu");
     let bb = m.backbone();
     let prompt = m
         .tokenizer()
@@ -556,7 +551,7 @@ fn packed_decoding_matches_the_candle_kv_cache_path() {
             .fold(0f32, f32::max);
         assert!(worst < 1e-3, "{what}: max |packed − candle| = {worst}");
     };
-    let (mut dec, first) = PackedDecoder::prefill(bb, &prompt, 2, 8).unwrap();
+    let (mut dec, first) = m.forward().prefill(&prompt, 2, 8).unwrap();
     let mut cache = KvCache::new();
     let ids = Tensor::new(prompt.as_slice(), &Device::Cpu)
         .unwrap()
@@ -595,7 +590,7 @@ fn packed_decoding_matches_the_candle_kv_cache_path() {
         stop_tokens: m.config().eos_ids(),
         ..SamplingParams::default()
     };
-    let answer = &generate(bb, &prompt, 1, &params).unwrap()[0];
+    let answer = &generate(m.forward(), &prompt, 1, &params).unwrap()[0];
     let text = m.tokenizer().decode(&answer.tokens, true).unwrap();
     assert!(text.starts_with("The capital of France is Paris"), "{text}");
 }

@@ -31,6 +31,8 @@ pub struct ModelInfo {
     /// The product the projections run: `f32`, `amx`, `avx512bf16`, `bf16-portable` (CPU), or the
     /// backbone dtype on CUDA.
     pub matmul: String,
+    /// The inference forward that runs: `packed-cpu` or `candle` (CUDA, LoRA, GGUF-quantized).
+    pub forward: String,
     /// Device.
     pub device: String,
     /// Longest text in tokens.
@@ -191,7 +193,8 @@ impl Backend for CandleBackend {
         let opts = self.scorer.options();
         let scalar = head.kind() == wildreward_model::HeadKind::Scalar;
         let backbone = model.backbone();
-        let packed_bf16 = backbone.matmul_name() != backbone.dtype().as_str();
+        let forward = model.forward();
+        let packed_bf16 = forward.matmul_name() != backbone.dtype().as_str();
         ModelInfo {
             model: model.source().display().to_string(),
             head: head.kind().name().to_string(),
@@ -204,7 +207,8 @@ impl Backend for CandleBackend {
                 backbone.dtype().as_str()
             }
             .to_string(),
-            matmul: backbone.matmul_name().to_string(),
+            matmul: forward.matmul_name().to_string(),
+            forward: forward.name().to_string(),
             device: self.device.to_string(),
             max_length: opts.max_length.min(model.backbone().max_positions()),
             max_batch_tokens: opts.max_batch_tokens,

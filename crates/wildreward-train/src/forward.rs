@@ -6,9 +6,8 @@ use crate::data::Encoded;
 use crate::error::Result;
 use crate::params::TrainableModel;
 use candle_core::{Device, Tensor};
-use candle_nn::VarBuilder;
+use wildreward_model::loss;
 use wildreward_model::scorer::plan_batches;
-use wildreward_model::{loss, Backbone, Kernels};
 
 /// Sequences per feature-extraction batch and its token budget.
 const FEATURE_BATCH_ROWS: usize = 16;
@@ -62,13 +61,10 @@ impl FeatureCache {
         let owned: Vec<Vec<u32>> = seqs.iter().map(|s| s.to_vec()).collect();
         let mut order: Vec<usize> = (0..owned.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(owned[i].len()));
-        // Nothing here is differentiated: the fused kernels give the same numbers, faster.
-        let m = &model.model;
-        let dtype = m.backbone().dtype();
-        let vb = VarBuilder::from_tensors(m.tensors().clone(), dtype, m.backbone().device());
-        let backbone = Backbone::load(vb, m.config(), Kernels::Fused)?;
+        // Nothing here is differentiated: an inference forward gives the same numbers, faster.
+        let forward = model.model.inference_forward(None)?;
         let mut rows: Vec<Option<Tensor>> = vec![None; owned.len()];
-        let padded = !wildreward_model::packed::supports(&backbone);
+        let padded = forward.pads_rows();
         for batch in plan_batches(
             &order,
             &owned,
@@ -78,7 +74,7 @@ impl FeatureCache {
         ) {
             let refs: Vec<&[u32]> = batch.iter().map(|&i| owned[i].as_slice()).collect();
             // The packed CPU forward where it runs (no padding), else a padded batch.
-            let pooled = backbone.last_hidden(&refs)?.detach();
+            let pooled = forward.last_hidden(&refs)?.detach();
             for (row, &i) in batch.iter().enumerate() {
                 rows[i] = Some(pooled.get(row)?);
             }

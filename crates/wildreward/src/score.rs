@@ -196,7 +196,7 @@ pub fn run(opts: &ScoreOptions) -> anyhow::Result<usize> {
     };
     let model = RewardModel::load(&opts.model, &load)?;
     let load_seconds = started.elapsed().as_secs_f64();
-    let matmul = model.backbone().matmul_name().to_string();
+    let matmul = model.forward().matmul_name().to_string();
     if model.head_was_initialised() {
         eprintln!(
             "wildreward: {} has no reward head: scoring with a seeded random 3-output head (seed 0); \

@@ -12,12 +12,12 @@ use super::{
     attention, embed, keys_and_values, last_states, linear, mlp_forward, queries, rms_norm_rows,
     Buffers, Dims, QueryRun, Rope, Span, View,
 };
-use crate::backbone::Backbone;
+use crate::decoder_weights::DecoderWeights;
 use candle_core::Result;
 
 /// The decoding state of `rows` samples continuing one shared prompt.
 pub struct PackedDecoder<'a> {
-    backbone: &'a Backbone,
+    backbone: &'a DecoderWeights,
     dims: Dims,
     rows: usize,
     /// Positions each sample's cache has room for.
@@ -34,7 +34,7 @@ impl<'a> PackedDecoder<'a> {
     /// Runs `prompt` once and caches its keys and values for `rows` samples, with room for
     /// `max_new` more positions. Returns the decoder and the next-token logits after the prompt.
     pub fn prefill(
-        backbone: &'a Backbone,
+        backbone: &'a DecoderWeights,
         prompt: &[u32],
         rows: usize,
         max_new: usize,
@@ -42,7 +42,7 @@ impl<'a> PackedDecoder<'a> {
         if prompt.is_empty() || rows == 0 {
             candle_core::bail!("decoding needs a non-empty prompt and at least one sample");
         }
-        let dims = Dims::of(backbone)?;
+        let dims = backbone.dims;
         let capacity = prompt.len() + max_new;
         if capacity > backbone.max_positions() {
             candle_core::bail!(
@@ -52,7 +52,7 @@ impl<'a> PackedDecoder<'a> {
             );
         }
         let width = dims.kv_heads * dims.head_dim;
-        let layers = backbone.layers().len();
+        let layers = backbone.layers.len();
         let mut keys = vec![vec![0f32; rows * capacity * width]; layers];
         let mut values = vec![vec![0f32; rows * capacity * width]; layers];
         let p = prompt.len();
@@ -102,7 +102,7 @@ impl<'a> PackedDecoder<'a> {
         let width = d.kv_heads * d.head_dim;
         let b = &mut self.step;
         embed(self.backbone, tokens.iter(), &mut b.x)?;
-        let (cos, sin) = self.backbone.rotary().tables();
+        let (cos, sin) = (&self.backbone.rope_cos, &self.backbone.rope_sin);
         let (cos, sin) = (View::of(cos)?, View::of(sin)?);
         let rope = Rope {
             cos: cos.slice(),
@@ -120,9 +120,8 @@ impl<'a> PackedDecoder<'a> {
                 q1: pos + 1,
             })
             .collect();
-        for (l, layer) in self.backbone.layers().iter().enumerate() {
-            let attn = layer.attention();
-            rms_norm_rows(&b.x, layer.input_norm(), &mut b.normed, d.hidden)?;
+        for (l, layer) in self.backbone.layers.iter().enumerate() {
+            rms_norm_rows(&b.x, &layer.input_norm, &mut b.normed, d.hidden)?;
             keys_and_values(layer, d, &rope, &positions, b)?;
             for i in 0..rows {
                 let at = (i * self.capacity + pos) * width;
@@ -135,26 +134,26 @@ impl<'a> PackedDecoder<'a> {
                 &self.keys[l],
                 &self.values[l],
                 &runs,
-                &d.heads(),
+                &super::heads(d),
                 &mut b.attn_by_head,
                 &mut b.attn,
             );
-            linear(&b.attn, attn.o_proj(), &mut b.x, rows, true)?;
+            linear(&b.attn, &layer.o_proj, &mut b.x, rows, true)?;
             mlp_forward(layer, d, rows, b)?;
         }
         self.len += 1;
         let mut hidden = vec![0f32; rows * d.hidden];
-        rms_norm_rows(&b.x, self.backbone.final_norm(), &mut hidden, d.hidden)?;
+        rms_norm_rows(&b.x, &self.backbone.norm, &mut hidden, d.hidden)?;
         lm_logits(self.backbone, &hidden, rows)
     }
 }
 
 /// `[rows · vocab]` logits of final-norm hidden states through the LM head.
-fn lm_logits(backbone: &Backbone, hidden: &[f32], rows: usize) -> Result<Vec<f32>> {
-    let Some(head) = backbone.lm_head() else {
+fn lm_logits(backbone: &DecoderWeights, hidden: &[f32], rows: usize) -> Result<Vec<f32>> {
+    let Some(head) = backbone.lm_head.as_ref() else {
         candle_core::bail!("this checkpoint has no LM head (an untied classifier)");
     };
-    let vocab = head.weight().dim(0)?;
+    let vocab = head.weight.dim(0)?;
     let mut logits = vec![0f32; rows * vocab];
     linear(hidden, head, &mut logits, rows, false)?;
     Ok(logits)

@@ -11,41 +11,96 @@
 //!
 //! It gives the numbers of the differentiable path (tested against transformers on every supported
 //! family and against the padded path on SmolLM2). It runs when the weights are f32 on the CPU and
-//! carry no LoRA adapter nor quantized copy; [`supports`] says so and callers fall back to the padded
-//! path otherwise.
+//! carry no LoRA adapter nor quantized copy ([`crate::backbone::Backbone::decoder_weights`] hands
+//! them out only then); [`crate::backend::select`] picks the candle forward otherwise.
 //!
 //! The arithmetic is `wildreward-kernels`' (products, row ops, attention on slices); this module
 //! walks the layers and hands each kernel its weights and buffers.
 
-use crate::backbone::Backbone;
-use crate::nn::{Linear, RmsNorm};
+use crate::decoder_weights::{
+    DecoderDims as Dims, DecoderWeights, LayerWeights, LinearWeights, NormWeights,
+};
+use crate::forward::{Decode, Forward};
 use candle_core::{CpuStorage, Device, Result, Storage, StorageRef, Tensor};
+use decode::PackedDecoder;
 use wildreward_kernels::attention::{attention, Heads, QueryRun, Span};
 use wildreward_kernels::rows::{self, apply_rope, silu_mul, LinearRef, Rope};
+use wildreward_kernels::Bf16Kernel;
 
 pub mod decode;
 mod prefix;
 
-/// Whether the packed forward can run `backbone`: f32 weights on the CPU, no LoRA adapter, no
-/// quantized projection.
-pub fn supports(backbone: &Backbone) -> bool {
-    matches!(backbone.device(), Device::Cpu)
-        && backbone.dtype() == candle_core::DType::F32
-        && backbone.layers().iter().all(|l| {
-            l.linears()
-                .all(|lin| lin.adapter().is_none() && !lin.is_quantized())
-        })
+/// [`Forward`] on the packed CPU kernels, over the decoder's weights as plain data.
+#[derive(Debug, Clone)]
+pub struct PackedCpu {
+    weights: DecoderWeights,
+}
+
+impl PackedCpu {
+    /// The packed forward of `weights` (f32 on the CPU), its projections multiplied by bf16 copies
+    /// on `bf16` when given.
+    pub fn new(mut weights: DecoderWeights, bf16: Option<Bf16Kernel>) -> Result<Self> {
+        if !weights.is_f32_cpu() {
+            candle_core::bail!("the packed forward needs f32 weights on the CPU");
+        }
+        if weights.layers.is_empty() {
+            candle_core::bail!("the model has no layers");
+        }
+        if let Some(kernel) = bf16 {
+            weights.pack_bf16(kernel)?;
+        }
+        Ok(Self { weights })
+    }
+
+    /// The weights it reads.
+    pub fn weights(&self) -> &DecoderWeights {
+        &self.weights
+    }
+}
+
+impl Forward for PackedCpu {
+    fn name(&self) -> &'static str {
+        "packed-cpu"
+    }
+
+    fn matmul_name(&self) -> &'static str {
+        self.weights.bf16_kernel().map_or("f32", Bf16Kernel::name)
+    }
+
+    fn pads_rows(&self) -> bool {
+        false
+    }
+
+    fn last_hidden(&self, rows: &[&[u32]]) -> Result<Tensor> {
+        last_hidden(&self.weights, rows)
+    }
+
+    fn prefill<'a>(
+        &'a self,
+        prompt: &[u32],
+        samples: usize,
+        max_new: usize,
+    ) -> Result<(Box<dyn Decode + 'a>, Vec<f32>)> {
+        let (decoder, logits) = PackedDecoder::prefill(&self.weights, prompt, samples, max_new)?;
+        Ok((Box::new(decoder), logits))
+    }
+}
+
+impl Decode for PackedDecoder<'_> {
+    fn step(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        PackedDecoder::step(self, tokens)
+    }
 }
 
 /// The final-norm hidden state at each row's last token, `[rows, hidden]`, for unpadded `rows` of
-/// token ids; what [`Backbone::forward`] followed by [`Backbone::last_token`] gives for the same rows
+/// token ids; what [`crate::Backbone::forward`] followed by [`crate::Backbone::last_token`] gives for the same rows
 /// padded into one batch.
 ///
 /// When the rows open with the same tokens (every WildReward text opens with the same template
 /// header, and the answers to one prompt share the prompt too), that prefix runs once and each row
 /// runs only its own tokens, attending to the prefix's cached keys and values.
-pub fn last_hidden(backbone: &Backbone, rows: &[&[u32]]) -> Result<Tensor> {
-    let h = backbone.hidden_size();
+pub fn last_hidden(backbone: &DecoderWeights, rows: &[&[u32]]) -> Result<Tensor> {
+    let h = backbone.dims.hidden;
     let shared = prefix::shared_len(rows);
     let out = if shared >= prefix::MIN_SHARED {
         let mut pre = prefix::SharedPrefix::compute(backbone, &rows[0][..shared])?;
@@ -61,7 +116,7 @@ pub fn last_hidden(backbone: &Backbone, rows: &[&[u32]]) -> Result<Tensor> {
 /// `[rows · hidden]`. `layer_done(i, buffers)` runs after layer `i`, while `buffers.k` / `buffers.v`
 /// still hold that layer's keys and values of every token (the decoder caches them).
 pub(crate) fn last_states(
-    backbone: &Backbone,
+    backbone: &DecoderWeights,
     rows: &[&[u32]],
     layer_done: impl FnMut(usize, &Buffers),
 ) -> Result<Vec<f32>> {
@@ -70,15 +125,12 @@ pub(crate) fn last_states(
 
 /// [`last_states`] for rows that continue `prefix` (their positions start after it) when one is given.
 fn run_rows(
-    backbone: &Backbone,
+    backbone: &DecoderWeights,
     rows: &[&[u32]],
     mut prefix: Option<&mut prefix::SharedPrefix>,
     mut layer_done: impl FnMut(usize, &Buffers),
 ) -> Result<Vec<f32>> {
-    if !supports(backbone) {
-        candle_core::bail!("the packed forward needs f32 weights on the CPU without LoRA adapters");
-    }
-    let dims = Dims::of(backbone)?;
+    let dims = backbone.dims;
     let offset = prefix.as_ref().map_or(0, |p| p.len());
     let mut spans = Vec::with_capacity(rows.len());
     let mut positions = Vec::new();
@@ -98,13 +150,13 @@ fn run_rows(
     }
     let mut buf = Buffers::new(positions.len(), &dims);
     embed(backbone, rows.iter().flat_map(|r| r.iter()), &mut buf.x)?;
-    let (cos, sin) = backbone.rotary().tables();
+    let (cos, sin) = (&backbone.rope_cos, &backbone.rope_sin);
     let (cos, sin) = (View::of(cos)?, View::of(sin)?);
     let rope = Rope {
         cos: cos.slice(),
         sin: sin.slice(),
     };
-    let Some((last_layer, layers)) = backbone.layers().split_last() else {
+    let Some((last_layer, layers)) = backbone.layers.split_last() else {
         candle_core::bail!("the model has no layers");
     };
     let batch = Batch {
@@ -125,7 +177,7 @@ fn run_rows(
     last_layer_forward(last_layer, &batch, &mut buf, &mut tail, kv)?;
     layer_done(layers.len(), &buf);
     let mut out = vec![0f32; rows.len() * dims.hidden];
-    rms_norm_rows(&tail.x, backbone.final_norm(), &mut out, dims.hidden)?;
+    rms_norm_rows(&tail.x, &backbone.norm, &mut out, dims.hidden)?;
     Ok(out)
 }
 
@@ -184,13 +236,13 @@ impl<'p> KvSource<'p> {
 
 /// Copies the embedding row of each token into consecutive rows of `x`.
 fn embed<'a>(
-    backbone: &Backbone,
+    backbone: &DecoderWeights,
     tokens: impl Iterator<Item = &'a u32>,
     x: &mut [f32],
 ) -> Result<()> {
-    let table = View::of(backbone.embeddings())?;
+    let table = View::of(&backbone.embed_tokens)?;
     let table = table.slice();
-    let h = backbone.hidden_size();
+    let h = backbone.dims.hidden;
     let vocab = table.len() / h.max(1);
     for (dst, &id) in x.chunks_mut(h).zip(tokens) {
         let id = id as usize;
@@ -202,38 +254,12 @@ fn embed<'a>(
     Ok(())
 }
 
-/// The model's shapes.
-pub(crate) struct Dims {
-    hidden: usize,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
-    intermediate: usize,
-}
-
-impl Dims {
-    /// The attention kernel's head layout.
-    fn heads(&self) -> Heads {
-        Heads {
-            heads: self.heads,
-            kv_heads: self.kv_heads,
-            head_dim: self.head_dim,
-        }
-    }
-
-    fn of(backbone: &Backbone) -> Result<Self> {
-        let Some(first) = backbone.layers().first() else {
-            candle_core::bail!("the model has no layers");
-        };
-        let attn = first.attention();
-        let (heads, kv_heads, head_dim) = attn.head_counts();
-        Ok(Self {
-            hidden: backbone.hidden_size(),
-            heads,
-            kv_heads,
-            head_dim,
-            intermediate: first.mlp().gate().weight().dim(0)?,
-        })
+/// The attention kernel's head layout.
+fn heads(d: &Dims) -> Heads {
+    Heads {
+        heads: d.heads,
+        kv_heads: d.kv_heads,
+        head_dim: d.head_dim,
     }
 }
 
@@ -278,15 +304,14 @@ pub(crate) struct Batch<'a> {
 
 /// One decoder layer over every token of the batch, in place in `b.x`.
 pub(crate) fn layer_forward(
-    layer: &crate::backbone::DecoderLayer,
+    layer: &LayerWeights,
     batch: &Batch,
     b: &mut Buffers,
     mut kv: KvSource,
 ) -> Result<()> {
     let (d, spans, rope, positions) = (batch.dims, batch.spans, batch.rope, batch.positions);
     let tokens = positions.len();
-    let attn = layer.attention();
-    rms_norm_rows(&b.x, layer.input_norm(), &mut b.normed, d.hidden)?;
+    rms_norm_rows(&b.x, &layer.input_norm, &mut b.normed, d.hidden)?;
     keys_and_values(layer, d, rope, positions, b)?;
     queries(layer, d, rope, positions, b)?;
     let (k, v, runs) = kv.resolve(spans, &b.k, &b.v, false);
@@ -295,18 +320,18 @@ pub(crate) fn layer_forward(
         k,
         v,
         &runs,
-        &d.heads(),
+        &heads(d),
         &mut b.attn_by_head,
         &mut b.attn,
     );
-    linear(&b.attn, attn.o_proj(), &mut b.x, tokens, true)?;
+    linear(&b.attn, &layer.o_proj, &mut b.x, tokens, true)?;
     mlp_forward(layer, d, tokens, b)
 }
 
 /// The last layer: keys and values at every position (`b`), the rest only at each row's last token
 /// (`tail`, one row per span, taking its residual stream from `b.x`).
 pub(crate) fn last_layer_forward(
-    layer: &crate::backbone::DecoderLayer,
+    layer: &LayerWeights,
     batch: &Batch,
     b: &mut Buffers,
     tail: &mut Buffers,
@@ -314,7 +339,7 @@ pub(crate) fn last_layer_forward(
 ) -> Result<()> {
     let (d, spans, rope, positions) = (batch.dims, batch.spans, batch.rope, batch.positions);
     let h = d.hidden;
-    rms_norm_rows(&b.x, layer.input_norm(), &mut b.normed, h)?;
+    rms_norm_rows(&b.x, &layer.input_norm, &mut b.normed, h)?;
     keys_and_values(layer, d, rope, positions, b)?;
     for (i, span) in spans.iter().enumerate() {
         let t = span.start + span.len - 1;
@@ -322,7 +347,6 @@ pub(crate) fn last_layer_forward(
         tail.normed[i * h..(i + 1) * h].copy_from_slice(&b.normed[t * h..(t + 1) * h]);
     }
     let rows = spans.len();
-    let attn = layer.attention();
     let last: Vec<usize> = spans
         .iter()
         .map(|s| positions[s.start + s.len - 1])
@@ -334,26 +358,25 @@ pub(crate) fn last_layer_forward(
         k,
         v,
         &runs,
-        &d.heads(),
+        &heads(d),
         &mut tail.attn_by_head,
         &mut tail.attn,
     );
-    linear(&tail.attn, attn.o_proj(), &mut tail.x, rows, true)?;
+    linear(&tail.attn, &layer.o_proj, &mut tail.x, rows, true)?;
     mlp_forward(layer, d, rows, tail)
 }
 
 /// Queries of the first `positions.len()` rows of `b.normed` (q-normed and rotated to `positions`)
 /// into `b.q`.
 pub(crate) fn queries(
-    layer: &crate::backbone::DecoderLayer,
+    layer: &LayerWeights,
     d: &Dims,
     rope: &Rope,
     positions: &[usize],
     b: &mut Buffers,
 ) -> Result<()> {
-    let attn = layer.attention();
-    linear(&b.normed, attn.q_proj(), &mut b.q, positions.len(), false)?;
-    if let Some(n) = attn.qk_norms().0 {
+    linear(&b.normed, &layer.q_proj, &mut b.q, positions.len(), false)?;
+    if let Some(n) = layer.q_norm.as_ref() {
         rms_norm_in_place(
             &mut b.q[..positions.len() * d.heads * d.head_dim],
             n,
@@ -366,17 +389,16 @@ pub(crate) fn queries(
 
 /// Keys and values of every token from `b.normed` (k-normed and rotated) into `b.k`, `b.v`.
 pub(crate) fn keys_and_values(
-    layer: &crate::backbone::DecoderLayer,
+    layer: &LayerWeights,
     d: &Dims,
     rope: &Rope,
     positions: &[usize],
     b: &mut Buffers,
 ) -> Result<()> {
     let tokens = positions.len();
-    let attn = layer.attention();
-    linear(&b.normed, attn.k_proj(), &mut b.k, tokens, false)?;
-    linear(&b.normed, attn.v_proj(), &mut b.v, tokens, false)?;
-    if let Some(n) = attn.qk_norms().1 {
+    linear(&b.normed, &layer.k_proj, &mut b.k, tokens, false)?;
+    linear(&b.normed, &layer.v_proj, &mut b.v, tokens, false)?;
+    if let Some(n) = layer.k_norm.as_ref() {
         rms_norm_in_place(&mut b.k, n, d.head_dim)?;
     }
     apply_rope(&mut b.k, rope, positions, d.kv_heads, d.head_dim);
@@ -385,7 +407,7 @@ pub(crate) fn keys_and_values(
 
 /// The post-attention norm and the gated MLP over the first `rows` rows of `b`, added to `b.x`.
 pub(crate) fn mlp_forward(
-    layer: &crate::backbone::DecoderLayer,
+    layer: &LayerWeights,
     d: &Dims,
     rows: usize,
     b: &mut Buffers,
@@ -393,16 +415,15 @@ pub(crate) fn mlp_forward(
     let n = rows * d.hidden;
     rms_norm_rows(
         &b.x[..n],
-        layer.post_attention_norm(),
+        &layer.post_attention_norm,
         &mut b.normed[..n],
         d.hidden,
     )?;
-    let mlp = layer.mlp();
-    linear(&b.normed, mlp.gate(), &mut b.gate, rows, false)?;
-    linear(&b.normed, mlp.up(), &mut b.up, rows, false)?;
+    linear(&b.normed, &layer.gate_proj, &mut b.gate, rows, false)?;
+    linear(&b.normed, &layer.up_proj, &mut b.up, rows, false)?;
     let m = rows * d.intermediate;
     silu_mul(&mut b.gate[..m], &b.up[..m]);
-    linear(&b.gate, mlp.down(), &mut b.x, rows, true)
+    linear(&b.gate, &layer.down_proj, &mut b.x, rows, true)
 }
 
 /// A read view of a contiguous f32 CPU tensor, without a copy.
@@ -443,20 +464,20 @@ impl<'a> View<'a> {
 /// copy of the weight when the model packed one.
 pub(crate) fn linear(
     x: &[f32],
-    lin: &Linear,
+    lin: &LinearWeights,
     out: &mut [f32],
     tokens: usize,
     accumulate: bool,
 ) -> Result<()> {
-    let (n, k) = lin.weight().dims2()?;
-    let w = View::of(lin.weight())?;
-    let bias = lin.bias().map(View::of).transpose()?;
+    let (n, k) = lin.weight.dims2()?;
+    let w = View::of(&lin.weight)?;
+    let bias = lin.bias.as_ref().map(View::of).transpose()?;
     let weights = LinearRef {
         w: w.slice(),
         n,
         k,
         bias: bias.as_ref().map(View::slice),
-        bf16: lin.bf16(),
+        bf16: lin.bf16.as_ref().map(|(kernel, w)| (*kernel, w.as_ref())),
     };
     rows::linear(x, weights, out, tokens, accumulate)
         .map_err(|e| candle_core::Error::Msg(format!("packed forward: {e}")))
@@ -465,18 +486,18 @@ pub(crate) fn linear(
 /// `out = x / rms(x) · w` row by row (rows of `width`), in f32.
 pub(crate) fn rms_norm_rows(
     x: &[f32],
-    norm: &RmsNorm,
+    norm: &NormWeights,
     out: &mut [f32],
     width: usize,
 ) -> Result<()> {
-    let w = View::of(norm.weight())?;
-    rows::rms_norm_rows(x, w.slice(), norm.eps() as f32, out, width);
+    let w = View::of(&norm.weight)?;
+    rows::rms_norm_rows(x, w.slice(), norm.eps as f32, out, width);
     Ok(())
 }
 
 /// RMS norm in place over consecutive chunks of `width` (Qwen3's per-head q/k norms).
-pub(crate) fn rms_norm_in_place(x: &mut [f32], norm: &RmsNorm, width: usize) -> Result<()> {
-    let w = View::of(norm.weight())?;
-    rows::rms_norm_in_place(x, w.slice(), norm.eps() as f32, width);
+pub(crate) fn rms_norm_in_place(x: &mut [f32], norm: &NormWeights, width: usize) -> Result<()> {
+    let w = View::of(&norm.weight)?;
+    rows::rms_norm_in_place(x, w.slice(), norm.eps as f32, width);
     Ok(())
 }

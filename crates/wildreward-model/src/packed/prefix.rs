@@ -9,7 +9,7 @@
 //! exactly the layout of an unshared row: the numbers are those of the plain packed forward.
 
 use super::{last_states, Buffers, Span};
-use crate::backbone::Backbone;
+use crate::decoder_weights::DecoderWeights;
 use candle_core::Result;
 use rayon::prelude::*;
 
@@ -54,8 +54,8 @@ pub(crate) struct SharedPrefix {
 
 impl SharedPrefix {
     /// Runs `prefix` through `backbone` and keeps its keys and values at every layer.
-    pub(crate) fn compute(backbone: &Backbone, prefix: &[u32]) -> Result<Self> {
-        let layers = backbone.layers().len();
+    pub(crate) fn compute(backbone: &DecoderWeights, prefix: &[u32]) -> Result<Self> {
+        let layers = backbone.layers.len();
         let mut keys = vec![Vec::new(); layers];
         let mut values = vec![Vec::new(); layers];
         let mut width = 0;
