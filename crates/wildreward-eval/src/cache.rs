@@ -5,12 +5,20 @@
 //! retrained checkpoint in the same place gets a fresh cache. Version 2: candidates are encoded by
 //! the training encoder (v1 scores kept a long text's last tokens), so v1 files are not read.
 
-use crate::scoring::Score;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// One candidate's score.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Score {
+    /// `1 + Σσ(z)` (or the raw value of a scalar head).
+    pub reward: f32,
+    /// Per-level probabilities (empty for a scalar head or through `/get_reward`).
+    pub probs: Vec<f32>,
+}
 
 /// Environment variable overriding the default cache directory.
 pub const CACHE_ENV: &str = "WILDREWARD_CACHE";

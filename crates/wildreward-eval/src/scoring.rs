@@ -2,6 +2,7 @@
 //! client), through a cache of scores keyed by model and text hash, with a progress bar.
 
 use crate::bench::Candidate;
+pub use crate::cache::Score;
 use crate::cache::ScoreCache;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -21,15 +22,6 @@ pub enum ScorerSpec {
     /// A running endpoint: its root or `/score` URL uses `/score` (rewards and level probabilities);
     /// a URL ending in `/get_reward` uses that route (rewards only, texts built here).
     Endpoint(String),
-}
-
-/// One candidate's score.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
-pub struct Score {
-    /// `1 + Σσ(z)` (or the raw value of a scalar head).
-    pub reward: f32,
-    /// Per-level probabilities (empty for a scalar head or through `/get_reward`).
-    pub probs: Vec<f32>,
 }
 
 /// What scoring cost.

@@ -1,7 +1,7 @@
 //! Our backbone and ordinal head against transformers on tiny random models of every supported family
 //! (tests/fixtures/parity, made by scripts/parity/make_tiny_fixtures.py): Llama 3.1 with `llama3` RoPE
 //! scaling, Mistral, Qwen2 (q/k/v biases), Qwen3 (q/k norms, explicit head_dim). Right-padded batch,
-//! and the same rows unpadded through the packed CPU forward.
+//! and the same rows unpadded through both inference forwards (packed CPU and candle).
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -42,6 +42,13 @@ fn check(arch: &str, kernels: Kernels) {
         .unwrap()
         .to_vec2()
         .unwrap();
+    // The candle forward (the CUDA / LoRA / quantized path's code, on the CPU) on the same rows.
+    let candle = wildreward_model::candle_forward::CandleForward::new(bb.clone());
+    let candle: Vec<Vec<f32>> = head
+        .forward(&wildreward_model::Forward::last_hidden(&candle, &rows).unwrap())
+        .unwrap()
+        .to_vec2()
+        .unwrap();
     let ids = Tensor::new(ids, &Device::Cpu).unwrap();
     let hidden = bb.forward(&ids, &lengths).unwrap();
     let got: Vec<Vec<f32>> = head
@@ -49,7 +56,7 @@ fn check(arch: &str, kernels: Kernels) {
         .unwrap()
         .to_vec2()
         .unwrap();
-    for (path, got) in [("padded", got), ("packed", packed)] {
+    for (path, got) in [("padded", got), ("packed", packed), ("candle", candle)] {
         for (row, (g, w)) in got.iter().zip(&want).enumerate() {
             for (a, b) in g.iter().zip(w) {
                 assert!(

@@ -199,19 +199,6 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// The AdamW optimiser over `params` with this config's betas, ε and weight decay.
-    pub fn optimizer(&self, params: Vec<crate::params::Param>) -> Result<crate::optim::AdamW> {
-        crate::optim::AdamW::new(
-            params,
-            crate::optim::AdamWConfig {
-                beta1: self.adam_beta1,
-                beta2: self.adam_beta2,
-                eps: self.adam_eps,
-                weight_decay: self.weight_decay,
-            },
-        )
-    }
-
     /// Reads a TOML file; unknown keys are errors naming the file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;

@@ -4,6 +4,7 @@
 //! candle-nn's `AdamW` keeps its moments private, so a resumed run could not continue exactly; this
 //! one exposes them as named tensors for a safetensors file.
 
+use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
 use crate::params::Param;
 use candle_core::{CpuStorage, DType, Storage, Tensor};
@@ -407,5 +408,20 @@ mod tests {
             })
             .sum();
         assert!((after.sqrt() - 1.0).abs() < 1e-4);
+    }
+}
+
+impl TrainConfig {
+    /// The AdamW optimiser over `params` with this config's betas, ε and weight decay.
+    pub fn optimizer(&self, params: Vec<Param>) -> Result<AdamW> {
+        AdamW::new(
+            params,
+            AdamWConfig {
+                beta1: self.adam_beta1,
+                beta2: self.adam_beta2,
+                eps: self.adam_eps,
+                weight_decay: self.weight_decay,
+            },
+        )
     }
 }

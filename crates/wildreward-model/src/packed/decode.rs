@@ -8,12 +8,13 @@
 //! like the packed token axis (sample `i` owns rows `i · capacity ..`), and attention is the packed
 //! forward's, each sample's query reading its own cached rows.
 
-use super::{
-    attention, embed, keys_and_values, last_states, linear, mlp_forward, queries, rms_norm_rows,
-    Buffers, Dims, QueryRun, Rope, Span, View,
-};
+use super::layers::{keys_and_values, last_states, mlp_forward, queries};
+use super::ops::{embed, heads, linear, rms_norm_rows, Buffers, View};
+use crate::decoder_weights::DecoderDims as Dims;
 use crate::decoder_weights::DecoderWeights;
 use candle_core::Result;
+use wildreward_kernels::attention::{attention, QueryRun, Span};
+use wildreward_kernels::rows::Rope;
 
 /// The decoding state of `rows` samples continuing one shared prompt.
 pub struct PackedDecoder<'a> {
@@ -134,7 +135,7 @@ impl<'a> PackedDecoder<'a> {
                 &self.keys[l],
                 &self.values[l],
                 &runs,
-                &super::heads(d),
+                &heads(d),
                 &mut b.attn_by_head,
                 &mut b.attn,
             );

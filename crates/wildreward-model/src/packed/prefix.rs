@@ -8,10 +8,8 @@
 //! its own. Each layer copies the prefix's keys and values in front of each row's, so attention sees
 //! exactly the layout of an unshared row: the numbers are those of the plain packed forward.
 
-use super::{last_states, Buffers, Span};
-use crate::decoder_weights::DecoderWeights;
-use candle_core::Result;
 use rayon::prelude::*;
+use wildreward_kernels::attention::Span;
 
 /// Shortest common prefix worth running once: below it the copies cost about what they save.
 pub(crate) const MIN_SHARED: usize = 8;
@@ -53,26 +51,19 @@ pub(crate) struct SharedPrefix {
 }
 
 impl SharedPrefix {
-    /// Runs `prefix` through `backbone` and keeps its keys and values at every layer.
-    pub(crate) fn compute(backbone: &DecoderWeights, prefix: &[u32]) -> Result<Self> {
-        let layers = backbone.layers.len();
-        let mut keys = vec![Vec::new(); layers];
-        let mut values = vec![Vec::new(); layers];
-        let mut width = 0;
-        last_states(backbone, &[prefix], |layer, b: &Buffers| {
-            width = b.k.len() / prefix.len().max(1);
-            keys[layer] = b.k.clone();
-            values[layer] = b.v.clone();
-        })?;
-        Ok(Self {
-            len: prefix.len(),
+    /// The prefix of `len` tokens whose keys and values at each layer are `keys` / `values`
+    /// (`[len, kv_heads · head_dim]` each).
+    pub(crate) fn new(len: usize, keys: Vec<Vec<f32>>, values: Vec<Vec<f32>>) -> Self {
+        let width = keys.first().map_or(0, |k| k.len() / len.max(1));
+        Self {
+            len,
             width,
             keys,
             values,
             k: Vec::new(),
             v: Vec::new(),
             regions: Vec::new(),
-        })
+        }
     }
 
     /// Tokens in the prefix.
