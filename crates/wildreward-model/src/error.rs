@@ -41,6 +41,10 @@ pub enum ModelError {
     /// Bad input to a model call (an empty text, a text longer than allowed…).
     #[error("{0}")]
     Input(String),
+    /// The model computed a non-finite value (an f16 overflow past 65,504, a corrupt weight): never
+    /// returned as a reward.
+    #[error("{0}")]
+    NonFinite(String),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

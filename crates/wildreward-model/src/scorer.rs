@@ -221,10 +221,25 @@ impl Scorer {
             .collect()
     }
 
-    /// One forward pass over `rows` (packed, or right-padded where the packed path cannot run).
-    fn score_batch(&self, rows: &[&[u32]]) -> Result<Vec<Scored>> {
+    /// One forward pass over `rows`, already planned as one batch (by [`plan_batches`], as the
+    /// serve queue does): packed, or right-padded where the packed path cannot run. Results are in
+    /// `rows`' order.
+    pub fn score_batch(&self, rows: &[&[u32]]) -> Result<Vec<Scored>> {
         let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
         let logits: Vec<Vec<f32>> = self.model.logits_of_rows(rows)?.to_vec2()?;
+        if let Some(row) = logits.iter().position(|l| l.iter().any(|v| !v.is_finite())) {
+            return Err(ModelError::NonFinite(format!(
+                "row {row} of a batch of {}: the model gave a non-finite reward logit ({} weights{}); \
+                 refusing to return it as a reward",
+                rows.len(),
+                self.model.backbone().dtype().as_str(),
+                if self.model.backbone().dtype() == candle_core::DType::F16 {
+                    ", which overflow past 65,504: use --dtype bf16"
+                } else {
+                    ""
+                }
+            )));
+        }
         let kind = self.model.head().kind();
         Ok(logits
             .into_iter()

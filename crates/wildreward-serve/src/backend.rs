@@ -118,7 +118,8 @@ pub trait Backend: Send + 'static {
     fn packs_rows(&self) -> bool {
         false
     }
-    /// Scores rows (one padded forward pass when they fit the limits); results in row order.
+    /// Scores one batch the queue planned within [`Backend::batch_limits`] (one forward pass, no
+    /// second plan); results in row order.
     fn forward(&mut self, rows: &[Vec<u32>]) -> Result<Vec<Scored>, String>;
     /// One forward pass at full batch size, run before the worker reports ready; returns the
     /// tokens it ran (the queue times it to start its seconds-per-token estimate).
@@ -231,7 +232,9 @@ impl Backend for CandleBackend {
     }
 
     fn forward(&mut self, rows: &[Vec<u32>]) -> Result<Vec<Scored>, String> {
-        self.scorer.score_ids(rows).map_err(|e| e.to_string())
+        // The queue planned this batch; one forward pass, no second plan.
+        let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        self.scorer.score_batch(&rows).map_err(|e| e.to_string())
     }
 
     fn warmup(&mut self) -> Result<usize, String> {

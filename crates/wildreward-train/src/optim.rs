@@ -267,6 +267,21 @@ pub fn clip_grad_norm(grads: &mut HashMap<String, Tensor>, max_norm: f64) -> Res
     Ok(norm)
 }
 
+impl TrainConfig {
+    /// The AdamW optimiser over `params` with this config's betas, ε and weight decay.
+    pub fn optimizer(&self, params: Vec<Param>) -> Result<AdamW> {
+        AdamW::new(
+            params,
+            AdamWConfig {
+                beta1: self.adam_beta1,
+                beta2: self.adam_beta2,
+                eps: self.adam_eps,
+                weight_decay: self.weight_decay,
+            },
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,20 +423,5 @@ mod tests {
             })
             .sum();
         assert!((after.sqrt() - 1.0).abs() < 1e-4);
-    }
-}
-
-impl TrainConfig {
-    /// The AdamW optimiser over `params` with this config's betas, ε and weight decay.
-    pub fn optimizer(&self, params: Vec<Param>) -> Result<AdamW> {
-        AdamW::new(
-            params,
-            AdamWConfig {
-                beta1: self.adam_beta1,
-                beta2: self.adam_beta2,
-                eps: self.adam_eps,
-                weight_decay: self.weight_decay,
-            },
-        )
     }
 }
