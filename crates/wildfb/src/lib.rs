@@ -8,7 +8,8 @@
 //! sentence embedder of hindsight mining; `tokio` and `reqwest` call the LLM annotator; `indicatif`
 //! draws progress bars; `regex` runs the offline rules and filters; `toml` reads the settings; `rayon`
 //! cuts conversations into instances in parallel; `rand` jitters retry delays; `plotters` (with the
-//! `dejavu` font) draws `wildfb agree`'s confusion matrix.
+//! `dejavu` font) draws `wildfb agree`'s confusion matrix; `wildreward-kernels` is the packed
+//! MiniLM forward's matmul and dense ops.
 
 pub mod agree;
 pub mod collect;

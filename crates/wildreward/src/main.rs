@@ -1,4 +1,6 @@
 //! `wildreward`: train, serve, evaluate and run the reward model (thin: the logic is in the libraries).
+//! It depends on `wildreward-kernels` only to make the process's start-up settings
+//! (`init_process`: placed worker threads, glibc keeping freed memory) before anything else runs.
 
 mod cmd;
 
