@@ -247,7 +247,13 @@ pub fn run(opts: &AgreeOptions) -> Result<(Agreement, String)> {
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     crate::collect::io::write_json_atomic(&opts.out.join("agreement.json"), &report)?;
     let png = opts.out.join("agreement.png");
-    plot::confusion_png(&report, &png).map_err(|message| Error::Step {
+    plot::confusion_png(
+        &report.decided_only,
+        &report.abstain_as_neutral,
+        report.coverage,
+        &png,
+    )
+    .map_err(|message| Error::Step {
         path: png.clone(),
         message,
     })?;

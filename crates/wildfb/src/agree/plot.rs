@@ -2,7 +2,7 @@
 //! for abstentions), drawn like the eval stage's plots: plotters' bitmap backend with the DejaVu Sans
 //! font embedded by the `dejavu` crate, so no system font library is needed.
 
-use super::Agreement;
+use super::metrics::Scores;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use std::path::Path;
@@ -26,14 +26,21 @@ const NAMES: [&str; 5] = [
     "5 satisfied",
 ];
 
-/// Writes the heat map of `report` (the annotator used alone: decided labels, then abstentions).
-pub fn confusion_png(report: &Agreement, path: &Path) -> Result<(), String> {
+/// Writes the heat map of an agreement report: `decided` (the annotator on the items it decided),
+/// `alone` (abstentions and missing items read as neutral, whose extra neutral column is drawn as
+/// the abstentions), and the `coverage` for the title.
+pub fn confusion_png(
+    decided: &Scores,
+    alone: &Scores,
+    coverage: f64,
+    path: &Path,
+) -> Result<(), String> {
     fonts()?;
     let err = |e: &dyn std::fmt::Debug| format!("plot: {e:?}");
-    let counts = &report.decided_only.confusion.counts;
+    let counts = &decided.confusion.counts;
     // Abstentions and missing items per gold row: the alone view's neutral column minus the decided one.
-    let alone = &report.abstain_as_neutral.confusion.counts;
-    let abstained: Vec<u64> = (0..5).map(|i| alone[i][2] - counts[i][2]).collect();
+    let alone_counts = &alone.confusion.counts;
+    let abstained: Vec<u64> = (0..5).map(|i| alone_counts[i][2] - counts[i][2]).collect();
     let max = counts
         .iter()
         .flatten()
@@ -46,15 +53,9 @@ pub fn confusion_png(report: &Agreement, path: &Path) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let title = format!(
         "gold vs predicted: κ {} (alone {}), coverage {:.0} %",
-        report
-            .decided_only
-            .kappa
-            .map_or("–".into(), |k| format!("{k:.2}")),
-        report
-            .abstain_as_neutral
-            .kappa
-            .map_or("–".into(), |k| format!("{k:.2}")),
-        100.0 * report.coverage
+        decided.kappa.map_or("–".into(), |k| format!("{k:.2}")),
+        alone.kappa.map_or("–".into(), |k| format!("{k:.2}")),
+        100.0 * coverage
     );
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
