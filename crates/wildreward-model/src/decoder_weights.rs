@@ -130,7 +130,9 @@ impl DecoderWeights {
         self.rope_cos.dim(0).unwrap_or(0)
     }
 
-    /// Whether every tensor is f32 on the CPU (what the packed forward reads).
+    /// Whether the embeddings and position tables are f32 on the CPU. A backbone holds every tensor
+    /// in one dtype on one device, so they stand for the rest; a weight that is not f32 on the CPU
+    /// still fails, with its shape named, at its first product.
     pub fn is_f32_cpu(&self) -> bool {
         let ok = |t: &Tensor| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu);
         ok(&self.embed_tokens) && ok(&self.rope_cos)

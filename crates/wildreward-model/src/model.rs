@@ -194,11 +194,7 @@ impl RewardModel {
             && opts.resolved_dtype() == DType::BF16
             && opts.kernels == Kernels::Fused
         {
-            Some(
-                Bf16Kernel::detect()
-                    .map_err(candle_core::Error::msg)
-                    .map_err(weights_err)?,
-            )
+            Some(Bf16Kernel::detect().map_err(|e| weights_err(candle_core::Error::msg(e)))?)
         } else {
             None
         };

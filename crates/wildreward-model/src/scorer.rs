@@ -228,12 +228,13 @@ impl Scorer {
         let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
         let logits: Vec<Vec<f32>> = self.model.logits_of_rows(rows)?.to_vec2()?;
         if let Some(row) = logits.iter().position(|l| l.iter().any(|v| !v.is_finite())) {
+            let dtype = self.model.backbone().dtype();
             return Err(ModelError::NonFinite(format!(
                 "row {row} of a batch of {}: the model gave a non-finite reward logit ({} weights{}); \
                  refusing to return it as a reward",
                 rows.len(),
-                self.model.backbone().dtype().as_str(),
-                if self.model.backbone().dtype() == candle_core::DType::F16 {
+                dtype.as_str(),
+                if dtype == candle_core::DType::F16 {
                     ", which overflow past 65,504: use --dtype bf16"
                 } else {
                     ""
