@@ -66,29 +66,11 @@ fn hash_hex(bytes: &[u8]) -> String {
 
 /// The cache key of a model at `path` scored with `max_length`.
 pub fn model_key(path: &Path, max_length: usize) -> std::io::Result<String> {
-    let canonical = std::fs::canonicalize(path)?;
-    let mut files: Vec<PathBuf> = if canonical.is_dir() {
-        std::fs::read_dir(&canonical)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect()
-    } else {
-        vec![canonical.clone()]
-    };
-    files.sort();
-    let mut identity = format!(
-        "wildreward-eval-cache v2\n{}\n{max_length}\n",
-        canonical.display()
-    );
-    for f in files {
-        let meta = std::fs::metadata(&f)?;
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        identity.push_str(&format!("{} {} {mtime}\n", f.display(), meta.len()));
-    }
+    let files = wildreward_types::files::identity(path)?;
+    // v2's layout: the canonical path, the length, then the files (the identity's first line is
+    // the path again, so a v2 key is unchanged by sharing the identity).
+    let (canonical, rest) = files.split_once('\n').unwrap_or((files.as_str(), ""));
+    let identity = format!("wildreward-eval-cache v2\n{canonical}\n{max_length}\n{rest}");
     Ok(hash_hex(identity.as_bytes()))
 }
 

@@ -6,6 +6,7 @@ pub use crate::cache::Score;
 use crate::cache::ScoreCache;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use wildreward_client::{BlockingClient, ClientError, ClientOptions};
@@ -54,6 +55,9 @@ enum Backend {
 pub struct ScoreSource {
     backend: Backend,
     cache: Option<ScoreCache>,
+    /// Scores handed in by a run that scored several models together ([`score_together`]), for
+    /// a run without a cache.
+    known: HashMap<String, Score>,
     /// A line saying what scores (model path or endpoint) and, for an untrained head, that it is so.
     pub description: String,
     /// Notes for the report (e.g. a seeded random head).
@@ -64,7 +68,7 @@ pub struct ScoreSource {
 
 /// Texts scored per call to the local scorer: big enough for its length-sorted batching, small
 /// enough that progress and the cache advance steadily.
-const LOCAL_CHUNK: usize = 64;
+pub(crate) const LOCAL_CHUNK: usize = 64;
 
 impl ScoreSource {
     /// Loads the model (or connects the client) and opens the cache (local models only: an
@@ -92,6 +96,7 @@ impl ScoreSource {
                         scorer: None,
                     },
                     cache,
+                    known: HashMap::new(),
                     description: path.display().to_string(),
                     notes: Vec::new(),
                     allow_untrained_head,
@@ -124,6 +129,7 @@ impl ScoreSource {
                         Backend::Structured(client)
                     },
                     cache: None,
+                    known: HashMap::new(),
                     description: url.clone(),
                     notes,
                     allow_untrained_head,
@@ -156,7 +162,7 @@ impl ScoreSource {
 
     /// The local scorer, loading the model on first use (and recording in the cache whether its
     /// head is untrained, so a fully cached report needs no model at all).
-    fn local_scorer(&mut self) -> anyhow::Result<&Scorer> {
+    pub(crate) fn local_scorer(&mut self) -> anyhow::Result<&Scorer> {
         let Backend::Local {
             path,
             max_length,
@@ -188,6 +194,38 @@ impl ScoreSource {
         }
     }
 
+    /// The loaded local scorer, if any.
+    pub(crate) fn loaded_scorer(&self) -> Option<&Scorer> {
+        match &self.backend {
+            Backend::Local {
+                scorer: Some(s), ..
+            } => Some(s.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// Takes the cache and the handed-in scores out (to fill while the scorer is borrowed).
+    pub(crate) fn take_store(&mut self) -> (Option<ScoreCache>, HashMap<String, Score>) {
+        (self.cache.take(), std::mem::take(&mut self.known))
+    }
+
+    /// Puts back what [`ScoreSource::take_store`] took.
+    pub(crate) fn put_store(&mut self, store: (Option<ScoreCache>, HashMap<String, Score>)) {
+        (self.cache, self.known) = store;
+    }
+
+    /// Whether `text`'s score is known (handed in or cached).
+    pub(crate) fn knows(&self, text: &str) -> bool {
+        self.lookup(text).is_some()
+    }
+
+    /// A score already known for `text`: handed in, or in the cache.
+    fn lookup(&self, text: &str) -> Option<&Score> {
+        self.known
+            .get(text)
+            .or_else(|| self.cache.as_ref().and_then(|c| c.get(text)))
+    }
+
     /// Scores every candidate (each distinct RM text once); `None` where an endpoint failed.
     pub fn score(
         &mut self,
@@ -210,7 +248,7 @@ impl ScoreSource {
                 continue;
             }
             seen.insert(text.as_str(), i);
-            match self.cache.as_ref().and_then(|c| c.get(text)) {
+            match self.lookup(text) {
                 Some(s) => {
                     scores[i] = Some(s.clone());
                     stats.from_cache += 1;
@@ -229,13 +267,7 @@ impl ScoreSource {
                 for chunk in todo.chunks(LOCAL_CHUNK) {
                     let Some(scorer) = scorer else { break };
                     // Turns, not texts: encoded (and cut when over-long) exactly as training does.
-                    let turns: Vec<_> = chunk
-                        .iter()
-                        .map(|&i| {
-                            let c = &candidates[i];
-                            (c.history.as_slice(), c.query.as_str(), c.response.as_str())
-                        })
-                        .collect();
+                    let turns: Vec<_> = chunk.iter().map(|&i| candidates[i].turn()).collect();
                     for (&i, s) in chunk
                         .iter()
                         .zip(scorer.score_turns(&turns, EmptyHistory::Training)?)
@@ -321,7 +353,7 @@ impl ScoreSource {
     }
 }
 
-fn progress_bar(len: usize) -> ProgressBar {
+pub(crate) fn progress_bar(len: usize) -> ProgressBar {
     let bar = ProgressBar::new(len as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} texts {per_sec} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),

@@ -3,7 +3,7 @@
 //! and is the reference the packed forward is tested against on the CPU.
 
 use crate::backbone::{Backbone, KvCache};
-use crate::forward::{Decode, Forward};
+use crate::forward::{Decode, Forward, Trunk};
 use candle_core::{DType, Result, Tensor};
 
 /// [`Forward`] on a [`Backbone`]'s candle ops.
@@ -39,6 +39,39 @@ impl Forward for CandleForward {
 
     fn last_hidden(&self, rows: &[&[u32]]) -> Result<Tensor> {
         self.backbone.last_hidden_padded(rows)
+    }
+
+    fn trunk(&self, rows: &[&[u32]], layers: usize) -> Result<Trunk> {
+        let bb = &self.backbone;
+        let (ids, lengths) = bb.pad_rows(rows)?;
+        let x = bb.hidden_after(&ids, &lengths, layers)?;
+        let (_, l, hidden) = x.dims3()?;
+        let padded: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let mut states = Vec::with_capacity(lengths.iter().sum::<usize>() * hidden);
+        for (row, &n) in lengths.iter().enumerate() {
+            states.extend_from_slice(&padded[row * l * hidden..(row * l + n) * hidden]);
+        }
+        Ok(Trunk {
+            layer: layers,
+            hidden,
+            prefix: None,
+            lens: lengths,
+            states,
+        })
+    }
+
+    fn last_hidden_from(&self, trunk: &Trunk) -> Result<Tensor> {
+        let bb = &self.backbone;
+        let lengths: Vec<usize> = (0..trunk.rows()).map(|i| trunk.row_len(i)).collect();
+        let l = lengths.iter().copied().max().unwrap_or(1).max(1);
+        let h = trunk.hidden;
+        let mut padded = vec![0f32; lengths.len() * l * h];
+        for (i, &n) in lengths.iter().enumerate() {
+            padded[i * l * h..(i * l + n) * h].copy_from_slice(&trunk.row(i));
+        }
+        let x =
+            Tensor::from_vec(padded, (lengths.len(), l, h), bb.device())?.to_dtype(bb.dtype())?;
+        bb.forward_last_from(&x, &lengths, trunk.layer)
     }
 
     fn prefill<'a>(

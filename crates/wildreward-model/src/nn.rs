@@ -14,11 +14,23 @@ use wildreward_kernels::Bf16Kernel;
 /// Which implementation of norm, softmax and RoPE to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kernels {
-    /// Built from differentiable primitives: required for training.
+    /// Built from differentiable primitives: required for training. On the CPU in f32 / f64 the
+    /// projections, norms, RoPE, SiLU·up and attention are `wildreward-nodes`' one-node forms with
+    /// hand-written backward; elsewhere candle's composed ops.
     #[default]
     Differentiable,
+    /// candle's composed differentiable ops everywhere, never the CPU nodes: what CUDA trains
+    /// with, runnable on the CPU so its gradients can be checked there (finite differences).
+    Composed,
     /// candle's fused kernels (no gradient): for scoring and generation.
     Fused,
+}
+
+impl Kernels {
+    /// Whether the CPU training nodes may run (everywhere but [`Kernels::Composed`]).
+    pub fn allows_nodes(self) -> bool {
+        self != Kernels::Composed
+    }
 }
 
 /// `y = x Wᵀ (+ b) (+ s · x Aᵀ Bᵀ)`, weights in HF's `[out, in]` layout, with an optional LoRA
@@ -32,6 +44,8 @@ pub struct Linear {
     lora: Option<Lora>,
     quantized: Option<QMatMul>,
     train_bf16: Option<Bf16Kernel>,
+    /// Never the CPU linear node ([`Kernels::Composed`]).
+    composed: bool,
 }
 
 /// A low-rank adapter: trained while the base weight stays frozen, merged into it on save.
@@ -86,6 +100,7 @@ impl Linear {
             lora,
             quantized: None,
             train_bf16: None,
+            composed: false,
         })
     }
 
@@ -97,7 +112,15 @@ impl Linear {
             lora: None,
             quantized: None,
             train_bf16: None,
+            composed: false,
         }
+    }
+
+    /// This projection with candle's composed matmul only, never the CPU node, when `kernels` say
+    /// so ([`Kernels::Composed`]).
+    pub(crate) fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.composed = !kernels.allows_nodes();
+        self
     }
 
     /// The `[out, in]` weight.
@@ -153,7 +176,10 @@ impl Module for Linear {
             q.forward(&x.contiguous()?)?
         } else {
             match x.dims() {
-                _ if wildreward_nodes::applies(x) && x.dtype() == self.weight.dtype() => {
+                _ if !self.composed
+                    && wildreward_nodes::applies(x)
+                    && x.dtype() == self.weight.dtype() =>
+                {
                     wildreward_nodes::linear(x, &self.weight, self.train_bf16)?
                 }
                 [b, l, h] => x
@@ -237,7 +263,7 @@ impl Module for RmsNorm {
             {
                 wildreward_nodes::rms_norm(x, &self.weight, self.eps)
             }
-            Kernels::Differentiable => {
+            Kernels::Differentiable | Kernels::Composed => {
                 // Computed in f32 for half-precision inputs, as HF does.
                 let dtype = x.dtype();
                 let internal = if dtype == DType::F64 {
@@ -258,7 +284,7 @@ impl Module for RmsNorm {
 pub fn softmax_last(x: &Tensor, kernels: Kernels) -> Result<Tensor> {
     match kernels {
         Kernels::Fused => candle_nn::ops::softmax_last_dim(&x.contiguous()?),
-        Kernels::Differentiable => candle_nn::ops::softmax(x, D::Minus1),
+        Kernels::Differentiable | Kernels::Composed => candle_nn::ops::softmax(x, D::Minus1),
     }
 }
 
@@ -332,7 +358,9 @@ impl Rotary {
         let sin = self.sin.narrow(0, offset, seq)?;
         match kernels {
             Kernels::Fused => candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin),
-            Kernels::Differentiable => candle_nn::rotary_emb::rope_slow(x, &cos, &sin),
+            Kernels::Differentiable | Kernels::Composed => {
+                candle_nn::rotary_emb::rope_slow(x, &cos, &sin)
+            }
         }
     }
 }

@@ -225,8 +225,17 @@ impl Scorer {
     /// serve queue does): packed, or right-padded where the packed path cannot run. Results are in
     /// `rows`' order.
     pub fn score_batch(&self, rows: &[&[u32]]) -> Result<Vec<Scored>> {
-        let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
-        let logits: Vec<Vec<f32>> = self.model.logits_of_rows(rows)?.to_vec2()?;
+        self.scored_from_logits(&self.model.logits_of_rows(rows)?, rows)
+    }
+
+    /// The scores of `rows` from their reward logits `[rows, outputs]`: rewards and level
+    /// probabilities in f32, or [`ModelError::NonFinite`] for a row whose logits are not finite.
+    pub fn scored_from_logits(
+        &self,
+        logits: &candle_core::Tensor,
+        rows: &[&[u32]],
+    ) -> Result<Vec<Scored>> {
+        let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
         if let Some(row) = logits.iter().position(|l| l.iter().any(|v| !v.is_finite())) {
             let dtype = self.model.backbone().dtype();
             return Err(ModelError::NonFinite(format!(
@@ -244,14 +253,14 @@ impl Scorer {
         let kind = self.model.head().kind();
         Ok(logits
             .into_iter()
-            .zip(&lengths)
-            .map(|(logits, &tokens)| {
+            .zip(rows)
+            .map(|(logits, row)| {
                 let (reward, probs) = reward_of(kind, &logits);
                 Scored {
                     reward,
                     probs,
                     logits,
-                    tokens,
+                    tokens: row.len(),
                     truncated: false,
                 }
             })
@@ -260,7 +269,7 @@ impl Scorer {
 }
 
 /// An input's error worded to follow its name: `" is empty"`, `": cannot tokenise: …"`.
-fn describe(e: &ModelError) -> String {
+pub(crate) fn describe(e: &ModelError) -> String {
     match e {
         ModelError::Input(m) if m.starts_with(' ') || m.starts_with(':') => m.clone(),
         other => format!(": {other}"),

@@ -93,7 +93,8 @@ fn head(vars: &HashMap<String, Var>, prefix: &str, kind: HeadKind) -> ScoreHead 
     ScoreHead::from_tensors(&t, kind, 3).unwrap().unwrap()
 }
 
-fn check(arch: &str) {
+/// Checks every parameter's gradient on `kernels`' path; returns the loss at the weights.
+fn check(arch: &str, kernels: Kernels) -> f64 {
     let cfg = config(arch);
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(11);
@@ -108,7 +109,7 @@ fn check(arch: &str) {
     let bb = Backbone::load(
         VarBuilder::from_tensors(tensors, DType::F64, &dev),
         &cfg,
-        Kernels::Differentiable,
+        kernels,
     )
     .unwrap();
     let (ord, coral, scalar) = (
@@ -193,21 +194,36 @@ fn check(arch: &str) {
         }
     }
     assert!(checked >= 3 * vars.len());
+    total()
 }
 
 #[test]
 fn gradients_match_finite_differences_llama() {
-    check("llama");
+    check("llama", Kernels::Differentiable);
 }
 
 #[test]
 fn gradients_match_finite_differences_qwen2_biases() {
-    check("qwen2");
+    check("qwen2", Kernels::Differentiable);
 }
 
 #[test]
 fn gradients_match_finite_differences_qwen3_qk_norm() {
-    check("qwen3");
+    check("qwen3", Kernels::Differentiable);
+}
+
+/// candle's composed ops (the CUDA training path, no CPU nodes) pass the same check, and give the
+/// loss the nodes give.
+#[test]
+fn composed_op_gradients_match_finite_differences_and_the_nodes() {
+    for arch in ["llama", "qwen2", "qwen3"] {
+        let composed = check(arch, Kernels::Composed);
+        let nodes = check(arch, Kernels::Differentiable);
+        assert!(
+            (composed - nodes).abs() < 1e-9 * nodes.abs().max(1.0),
+            "{arch}: composed ops give loss {composed}, the nodes {nodes}"
+        );
+    }
 }
 
 /// max |a − b| over two f64 tensors of one shape.

@@ -267,7 +267,7 @@ fn run_steps(
         let times = if mode == TrainMode::Head {
             // First epoch: the frozen backbone's features (no gradient), then the head step.
             let t = Instant::now();
-            let cache = FeatureCache::build(&tm, &examples, |_| {})?;
+            let cache = FeatureCache::build(&tm, TrainMode::Head, &examples, None, |_| {})?;
             let features = t.elapsed().as_secs_f64();
             let s = step(&tm, &mut opt, &examples, &idx, Some(&cache), lr)?;
             let first_epoch = StepTimes {

@@ -20,6 +20,7 @@ pub mod batching;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod feature_store;
 pub mod forward;
 pub mod metrics;
 pub mod optim;

@@ -6,7 +6,8 @@ use crate::batching::epoch_batches;
 use crate::config::{TrainConfig, TrainMode};
 use crate::data::{read_split, Encoded, Encoder};
 use crate::error::{Result, TrainError};
-use crate::forward::{caches_features, logits, loss_of, FeatureCache};
+use crate::feature_store::model_identity;
+use crate::forward::{caches_features, logits, loss_of, FeatureCache, FeatureStore};
 use crate::metrics;
 use crate::optim::{accumulate, clip_grad_norm, lr_at};
 use crate::params::{build, TrainableModel};
@@ -36,6 +37,9 @@ pub struct TrainRun {
     pub resume: bool,
     /// Draw progress bars on stderr.
     pub progress: bool,
+    /// Keep the frozen part's outputs (head-only, last-N) in this directory and reuse them in
+    /// later runs on the same model and examples (other seeds): [`crate::feature_store`].
+    pub feature_cache: Option<PathBuf>,
 }
 
 /// What a finished run reports (also written to `out/train_report.json`).
@@ -252,8 +256,16 @@ pub fn train(run: &TrainRun) -> Result<TrainReport> {
     let (train_cache, test_cache) = if caches_features(cfg.train) {
         let total = (train.len() + test.len()) as u64;
         let pb = bar(run.progress, total, "features {pos}/{len} {wide_bar} {eta}");
-        let a = FeatureCache::build(&tm, &train, |n| pb.inc(n as u64))?;
-        let b = FeatureCache::build(&tm, &test, |n| pb.inc(n as u64))?;
+        let store = match &run.feature_cache {
+            Some(dir) => Some(FeatureStore {
+                dir: dir.clone(),
+                model_identity: model_identity(&path).map_err(|e| TrainError::io(&path, e))?,
+            }),
+            None => None,
+        };
+        let store = store.as_ref();
+        let a = FeatureCache::build(&tm, cfg.train, &train, store, |n| pb.inc(n as u64))?;
+        let b = FeatureCache::build(&tm, cfg.train, &test, store, |n| pb.inc(n as u64))?;
         pb.finish_and_clear();
         (Some(a), Some(b))
     } else {

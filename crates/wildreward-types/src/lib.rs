@@ -7,6 +7,7 @@
 
 pub mod chat;
 pub mod exit;
+pub mod files;
 pub mod label;
 pub mod metrics;
 pub mod ordinal;

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train an ordinal (or Bradley-Terry) reward model on WildFB JSONL.
-    Train(cmd::train::TrainArgs),
+    Train(Box<cmd::train::TrainArgs>),
     /// Serve rewards over HTTP: a fleet of scoring workers behind a failover router.
     Serve(Box<cmd::serve::ServeArgs>),
     /// Evaluate a reward model on RM-Bench, JudgeBench, HH-RLHF or WildFB test data.
@@ -92,7 +92,7 @@ struct ConvertArgs {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Train(a) => cmd::train::run(a),
+        Command::Train(a) => cmd::train::run(*a),
         Command::Serve(a) => cmd::serve::run(*a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Score(a) => {

@@ -140,3 +140,103 @@ fn bad_input_exits_65_naming_the_file_and_line() {
     assert_eq!(o.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&o.stderr).contains("ftp://x"));
 }
+
+/// Several `--model`s in one run: one report per model under OUT/<label>/, each equal to that
+/// model's own single-model run; the shared blocks are named in the notes; a label clash is refused.
+#[test]
+fn several_models_score_in_one_pass_with_each_report_as_if_alone() {
+    use wildreward_model::{checkpoint, HeadKind, LoadOptions, RewardModel, ScoreHead};
+    let gguf = asset(&root(), SMOLLM2_GGUF).unwrap_or_else(|e| panic!("{e}"));
+    let scratch = Scratch::new("many");
+    // The same backbone with a (seeded) head of its own: it shares all 30 blocks with the GGUF.
+    let mut model = RewardModel::load(&gguf, &LoadOptions::inference()).unwrap();
+    let hidden = model.config().hidden_size;
+    let device = model.backbone().device().clone();
+    model.set_head(ScoreHead::random(HeadKind::Ordinal, 3, hidden, 5, &device).unwrap());
+    let variant = scratch.0.join("variant");
+    checkpoint::save(&model, &variant).unwrap();
+    drop(model);
+    let common = |out: &Path| {
+        vec![
+            "--bench".to_string(),
+            "hh".into(),
+            "--limit".into(),
+            "8".into(),
+            "--max-length".into(),
+            "96".into(),
+            "--allow-untrained-head".into(),
+            "--out".into(),
+            out.display().to_string(),
+        ]
+    };
+    let both = scratch.0.join("both");
+    let mut args = vec![
+        "eval".to_string(),
+        "--model".into(),
+        gguf.display().to_string(),
+        "--model".into(),
+        variant.display().to_string(),
+        "--cache-dir".into(),
+        scratch.0.join("cache").display().to_string(),
+    ];
+    args.extend(common(&both));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(&refs);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("2 models share their first 30 blocks"),
+        "{err}"
+    );
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let stem = gguf.file_stem().unwrap().to_str().unwrap().to_string();
+    for (label, path) in [(stem.as_str(), &gguf), ("variant", &variant)] {
+        let together = read(both.join(label).join("report.json"));
+        let notes = together["notes"].to_string();
+        assert!(notes.contains("sharing their first 30 blocks"), "{notes}");
+        let alone_dir = scratch.0.join(format!("alone-{label}"));
+        let mut args = vec![
+            "eval".to_string(),
+            "--model".into(),
+            path.display().to_string(),
+            "--no-cache".into(),
+        ];
+        args.extend(common(&alone_dir));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run(&refs);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let alone = read(alone_dir.join("report.json"));
+        assert_eq!(alone["units"], together["units"]);
+        for key in ["accuracy", "consistency_auc"] {
+            let (a, b) = (
+                alone[key].as_f64().unwrap(),
+                together[key].as_f64().unwrap(),
+            );
+            assert!(
+                (a - b).abs() < 1e-9,
+                "{label} {key}: alone {a}, together {b}"
+            );
+        }
+    }
+    assert!(both.join("variant/report.md").is_file());
+    // Two models with one label would share a directory: refused before scoring.
+    let twin = scratch.0.join("twin").join("variant");
+    std::fs::create_dir_all(twin.parent().unwrap()).unwrap();
+    std::fs::rename(&variant, &twin).unwrap();
+    std::fs::create_dir_all(&variant).unwrap();
+    let mut args = vec![
+        "eval".to_string(),
+        "--model".into(),
+        twin.display().to_string(),
+        "--model".into(),
+        variant.display().to_string(),
+    ];
+    args.extend(common(&scratch.0.join("clash")));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(&refs);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(65), "{err}");
+    assert!(err.contains("two models are named variant"), "{err}");
+}

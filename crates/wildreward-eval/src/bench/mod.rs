@@ -26,6 +26,17 @@ pub struct Candidate {
     pub response: String,
 }
 
+impl Candidate {
+    /// The turn as the scorer takes it: (history, query, response).
+    pub fn turn(&self) -> (&[Message], &str, &str) {
+        (
+            self.history.as_slice(),
+            self.query.as_str(),
+            self.response.as_str(),
+        )
+    }
+}
+
 /// A preference pair: indexes into [`Dataset::candidates`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pair {

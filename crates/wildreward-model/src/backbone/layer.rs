@@ -54,18 +54,15 @@ impl Attention {
         } else {
             (None, None)
         };
+        let linear = |name: &str, inp: usize, out: usize, bias: bool| {
+            Linear::load_adapted(vb.pp(name), inp, out, bias, lora).map(|l| l.with_kernels(kernels))
+        };
         Ok(Self {
-            q_proj: Linear::load_adapted(vb.pp("q_proj"), h, nh * hd, bias, lora)?,
-            k_proj: Linear::load_adapted(vb.pp("k_proj"), h, nkv * hd, bias, lora)?,
-            v_proj: Linear::load_adapted(vb.pp("v_proj"), h, nkv * hd, bias, lora)?,
+            q_proj: linear("q_proj", h, nh * hd, bias)?,
+            k_proj: linear("k_proj", h, nkv * hd, bias)?,
+            v_proj: linear("v_proj", h, nkv * hd, bias)?,
             // Only Llama-style `attention_bias: true` puts a bias on the output projection.
-            o_proj: Linear::load_adapted(
-                vb.pp("o_proj"),
-                nh * hd,
-                h,
-                cfg.attention_bias == Some(true),
-                lora,
-            )?,
+            o_proj: linear("o_proj", nh * hd, h, cfg.attention_bias == Some(true))?,
             q_norm,
             k_norm,
             n_heads: nh,
@@ -189,16 +186,22 @@ pub(super) struct Mlp {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
+    kernels: Kernels,
 }
 
 impl Mlp {
-    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
+    fn load(vb: VarBuilder, cfg: &ModelConfig, kernels: Kernels) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         let lora = cfg.wildreward_lora_scale;
+        let linear = |name: &str, inp: usize, out: usize| {
+            Linear::load_adapted(vb.pp(name), inp, out, false, lora)
+                .map(|l| l.with_kernels(kernels))
+        };
         Ok(Self {
-            gate_proj: Linear::load_adapted(vb.pp("gate_proj"), h, i, false, lora)?,
-            up_proj: Linear::load_adapted(vb.pp("up_proj"), h, i, false, lora)?,
-            down_proj: Linear::load_adapted(vb.pp("down_proj"), i, h, false, lora)?,
+            gate_proj: linear("gate_proj", h, i)?,
+            up_proj: linear("up_proj", h, i)?,
+            down_proj: linear("down_proj", i, h)?,
+            kernels,
         })
     }
 }
@@ -206,7 +209,7 @@ impl Mlp {
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
-        let product = if nodes::applies(&gate) {
+        let product = if self.kernels.allows_nodes() && nodes::applies(&gate) {
             nodes::silu_mul(&gate, &up)?
         } else {
             (gate.silu()? * up)?
@@ -246,7 +249,7 @@ impl DecoderLayer {
                 eps,
                 kernels,
             )?,
-            mlp: Mlp::load(vb.pp("mlp"), cfg)?,
+            mlp: Mlp::load(vb.pp("mlp"), cfg, kernels)?,
         })
     }
 

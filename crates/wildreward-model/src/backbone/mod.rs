@@ -135,16 +135,25 @@ impl Backbone {
     /// [`Backbone::last_token`]. The packed CPU forward gives the same numbers faster where it runs
     /// ([`crate::packed::PackedCpu`]); [`crate::backend::select`] picks between them.
     pub fn last_hidden_padded(&self, rows: &[&[u32]]) -> Result<Tensor> {
+        let (ids, lengths) = self.pad_rows(rows)?;
+        let hidden = self.forward(&ids, &lengths)?;
+        Self::last_token(&hidden, &lengths)
+    }
+
+    /// Right-pads `rows` into one `[rows, longest]` id matrix (pad id 0: padded positions are
+    /// masked and never read) with their lengths.
+    pub(crate) fn pad_rows(&self, rows: &[&[u32]]) -> Result<(Tensor, Vec<usize>)> {
         let longest = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        if longest == 0 {
+            candle_core::bail!("no tokens to run");
+        }
         let mut flat = Vec::with_capacity(rows.len() * longest);
         for r in rows {
             flat.extend_from_slice(r);
             flat.extend(std::iter::repeat_n(0u32, longest - r.len()));
         }
         let ids = Tensor::from_vec(flat, (rows.len(), longest), &self.device)?;
-        let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
-        let hidden = self.forward(&ids, &lengths)?;
-        Self::last_token(&hidden, &lengths)
+        Ok((ids, rows.iter().map(|r| r.len()).collect()))
     }
 
     /// The weights as plain data (sharing storage: in-place updates are seen), for the packed CPU
@@ -252,6 +261,46 @@ impl Backbone {
     /// token's final state (`[batch, hidden]`).
     fn forward_batch(&self, ids: &Tensor, lengths: &[usize], last_only: bool) -> Result<Tensor> {
         let (b, l) = ids.dims2()?;
+        self.check_batch(b, l, lengths)?;
+        self.blocks_from(self.embed(ids)?, lengths, 0, last_only)
+    }
+
+    /// The residual stream after the first `layers` blocks (no final norm), `[batch, seq,
+    /// hidden]`, of a right-padded batch: the trunk that models sharing those blocks compute once
+    /// ([`crate::forward::Trunk`]), and what a last-N-layers trainer caches.
+    pub fn hidden_after(&self, ids: &Tensor, lengths: &[usize], layers: usize) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        self.check_batch(b, l, lengths)?;
+        if layers > self.layers.len() {
+            candle_core::bail!("the model has {} blocks, not {layers}", self.layers.len());
+        }
+        let mask = self.mask(lengths, l)?;
+        let mut x = self.embed(ids)?;
+        for layer in &self.layers[..layers] {
+            x = layer.forward(&x, &self.rotary, 0, mask.as_ref(), None)?;
+        }
+        Ok(x)
+    }
+
+    /// [`Backbone::forward_last`] continuing from `x` `[batch, seq, hidden]`, the residual stream
+    /// after the first `start` blocks ([`Backbone::hidden_after`]): the final state at each row's
+    /// last token, differentiable through the blocks from `start` on.
+    pub fn forward_last_from(&self, x: &Tensor, lengths: &[usize], start: usize) -> Result<Tensor> {
+        let (b, l, h) = x.dims3()?;
+        self.check_batch(b, l, lengths)?;
+        if h != self.hidden_size || start > self.layers.len() {
+            candle_core::bail!(
+                "cannot continue a [{b}, {l}, {h}] stream after block {start} of a model with {} \
+                 blocks of width {}",
+                self.layers.len(),
+                self.hidden_size
+            );
+        }
+        self.blocks_from(x.clone(), lengths, start, true)
+    }
+
+    /// Refuses lengths that do not fit a `[b, l]` batch or positions past the model's.
+    fn check_batch(&self, b: usize, l: usize, lengths: &[usize]) -> Result<()> {
         if lengths.len() != b || lengths.iter().any(|&n| n == 0 || n > l) {
             candle_core::bail!("lengths {lengths:?} do not fit a batch of {b} rows of {l} tokens");
         }
@@ -261,15 +310,27 @@ impl Backbone {
                 self.max_positions()
             );
         }
+        Ok(())
+    }
+
+    /// Blocks `start..` over the residual stream `x` `[batch, seq, hidden]`, then the final norm.
+    fn blocks_from(
+        &self,
+        mut x: Tensor,
+        lengths: &[usize],
+        start: usize,
+        last_only: bool,
+    ) -> Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
         let mask = self.mask(lengths, l)?;
         // The last layer at the last tokens only on the one-node path (CPU training); elsewhere the
         // full forward and a gather.
         let nodes = mask.as_ref().is_some_and(|m| m.node.is_some());
-        let (layers, last) = match self.layers.split_last() {
+        let blocks = self.layers.get(start..).unwrap_or(&[]);
+        let (layers, last) = match blocks.split_last() {
             Some((last, rest)) if last_only && nodes => (rest, Some(last)),
-            _ => (&self.layers[..], None),
+            _ => (blocks, None),
         };
-        let mut x = self.embed(ids)?;
         for layer in layers {
             x = layer.forward(&x, &self.rotary, 0, mask.as_ref(), None)?;
         }

@@ -1,6 +1,7 @@
 //! The packed forward's layer walk: every decoder block over the rows concatenated on one token
 //! axis (keys and values from the rows' own tokens, or a shared prefix's followed by them), the last
-//! block at each row's last token only.
+//! block at each row's last token only. A walk can also stop after some blocks (the residual stream
+//! of every token: a trunk several models share) or start from such a stream.
 
 use super::ops::{embed, heads, linear, rms_norm_in_place, rms_norm_rows, Buffers, View};
 use super::prefix::SharedPrefix;
@@ -24,37 +25,104 @@ pub(crate) fn last_states(
 pub(super) fn run_rows(
     backbone: &DecoderWeights,
     rows: &[&[u32]],
+    prefix: Option<&mut SharedPrefix>,
+    layer_done: impl FnMut(usize, &Buffers),
+) -> Result<Vec<f32>> {
+    walk(
+        backbone,
+        Entry::Ids(rows),
+        prefix,
+        Exit::LastTokens,
+        layer_done,
+    )
+}
+
+/// Where a walk enters the decoder.
+pub(crate) enum Entry<'a> {
+    /// Token ids, embedded.
+    Ids(&'a [&'a [u32]]),
+    /// The residual stream after the first `layer` blocks of rows `lens` long, concatenated
+    /// (`[tokens, hidden]`), as an [`Exit::After`] walk left it.
+    States {
+        lens: &'a [usize],
+        x: &'a [f32],
+        layer: usize,
+    },
+}
+
+/// Where a walk leaves the decoder.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// Through every block and the final norm, at each row's last token: `[rows · hidden]`.
+    LastTokens,
+    /// After the first `n` blocks (no final norm), at every token: `[tokens · hidden]`.
+    After(usize),
+}
+
+/// Runs blocks from `entry` to `exit` over the rows concatenated; `layer_done(i, …)` after block `i`
+/// (absolute index). With `prefix`, the rows continue it and attend to its keys and values, which it
+/// must hold for every block the walk runs.
+pub(super) fn walk(
+    backbone: &DecoderWeights,
+    entry: Entry,
     mut prefix: Option<&mut SharedPrefix>,
+    exit: Exit,
     mut layer_done: impl FnMut(usize, &Buffers),
 ) -> Result<Vec<f32>> {
     let dims = backbone.dims;
+    let n_layers = backbone.layers.len();
     let offset = prefix.as_ref().map_or(0, |p| p.len());
-    let mut spans = Vec::with_capacity(rows.len());
+    let lens: Vec<usize> = match &entry {
+        Entry::Ids(rows) => rows.iter().map(|r| r.len()).collect(),
+        Entry::States { lens, .. } => lens.to_vec(),
+    };
+    let mut spans = Vec::with_capacity(lens.len());
     let mut positions = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
-        if row.is_empty() || offset + row.len() > backbone.max_positions() {
+    for (i, &len) in lens.iter().enumerate() {
+        if len == 0 || offset + len > backbone.max_positions() {
             candle_core::bail!(
                 "row {i} has {} tokens; the model takes 1 to {}",
-                offset + row.len(),
+                offset + len,
                 backbone.max_positions()
             );
         }
         spans.push(Span {
             start: positions.len(),
-            len: row.len(),
+            len,
         });
-        positions.extend(offset..offset + row.len());
+        positions.extend(offset..offset + len);
     }
     let mut buf = Buffers::new(positions.len(), &dims);
-    embed(backbone, rows.iter().flat_map(|r| r.iter()), &mut buf.x)?;
+    let first = match entry {
+        Entry::Ids(rows) => {
+            embed(backbone, rows.iter().flat_map(|r| r.iter()), &mut buf.x)?;
+            0
+        }
+        Entry::States { x, layer, .. } => {
+            if x.len() != buf.x.len() {
+                candle_core::bail!(
+                    "{} residual values for {} tokens of width {}",
+                    x.len(),
+                    positions.len(),
+                    dims.hidden
+                );
+            }
+            buf.x.copy_from_slice(x);
+            layer
+        }
+    };
+    let last = match exit {
+        Exit::LastTokens => n_layers,
+        Exit::After(n) => n,
+    };
+    if n_layers == 0 || first > last || last > n_layers {
+        candle_core::bail!("cannot run blocks {first}..{last} of a model with {n_layers}");
+    }
     let (cos, sin) = (&backbone.rope_cos, &backbone.rope_sin);
     let (cos, sin) = (View::of(cos)?, View::of(sin)?);
     let rope = Rope {
         cos: cos.slice(),
         sin: sin.slice(),
-    };
-    let Some((last_layer, layers)) = backbone.layers.split_last() else {
-        candle_core::bail!("the model has no layers");
     };
     let batch = Batch {
         dims: &dims,
@@ -62,18 +130,41 @@ pub(super) fn run_rows(
         rope: &rope,
         positions: &positions,
     };
-    for (i, layer) in layers.iter().enumerate() {
+    // Every token's state leaves an `After` walk; a `LastTokens` walk needs only the last
+    // block's keys and values at the other positions, so that block runs the rest at each row's
+    // last token.
+    let full = match exit {
+        Exit::After(n) => n,
+        Exit::LastTokens => n_layers - 1,
+    };
+    for i in first..full {
         let kv = KvSource::of(prefix.as_deref_mut(), i);
-        layer_forward(layer, &batch, &mut buf, kv)?;
+        layer_forward(&backbone.layers[i], &batch, &mut buf, kv)?;
         layer_done(i, &buf);
     }
-    // A reward head reads the last token only: past the last layer's keys and values, nothing else
-    // of that layer is needed at any other position.
-    let mut tail = Buffers::new(rows.len(), &dims);
-    let kv = KvSource::of(prefix, layers.len());
-    last_layer_forward(last_layer, &batch, &mut buf, &mut tail, kv)?;
-    layer_done(layers.len(), &buf);
-    let mut out = vec![0f32; rows.len() * dims.hidden];
+    if let Exit::After(_) = exit {
+        return Ok(buf.x);
+    }
+    let mut tail = Buffers::new(lens.len(), &dims);
+    if first < n_layers {
+        let kv = KvSource::of(prefix, n_layers - 1);
+        last_layer_forward(
+            &backbone.layers[n_layers - 1],
+            &batch,
+            &mut buf,
+            &mut tail,
+            kv,
+        )?;
+        layer_done(n_layers - 1, &buf);
+    } else {
+        // Entered past every block: only the final norm is left.
+        let h = dims.hidden;
+        for (i, span) in spans.iter().enumerate() {
+            let t = span.start + span.len - 1;
+            tail.x[i * h..(i + 1) * h].copy_from_slice(&buf.x[t * h..(t + 1) * h]);
+        }
+    }
+    let mut out = vec![0f32; lens.len() * dims.hidden];
     rms_norm_rows(&tail.x, &backbone.norm, &mut out, dims.hidden)?;
     Ok(out)
 }
@@ -266,12 +357,27 @@ pub(crate) fn mlp_forward(
 
 /// Runs `prefix` through the model once and keeps its keys and values at every layer.
 pub(super) fn shared_prefix(weights: &DecoderWeights, prefix: &[u32]) -> Result<SharedPrefix> {
+    Ok(prefix_walk(weights, Entry::Ids(&[prefix]), Exit::LastTokens)?.0)
+}
+
+/// Runs a shared prefix (one row) from `entry` to `exit`, keeping its keys and values at every
+/// block it runs (the other blocks' stay empty); also returns what the walk returns (the prefix's
+/// residual stream for an [`Exit::After`] walk).
+pub(super) fn prefix_walk(
+    weights: &DecoderWeights,
+    entry: Entry,
+    exit: Exit,
+) -> Result<(SharedPrefix, Vec<f32>)> {
+    let len = match &entry {
+        Entry::Ids(rows) => rows.first().map_or(0, |r| r.len()),
+        Entry::States { lens, .. } => lens.first().copied().unwrap_or(0),
+    };
     let layers = weights.layers.len();
     let mut keys = vec![Vec::new(); layers];
     let mut values = vec![Vec::new(); layers];
-    last_states(weights, &[prefix], |layer, b: &Buffers| {
+    let out = walk(weights, entry, None, exit, |layer, b: &Buffers| {
         keys[layer] = b.k.clone();
         values[layer] = b.v.clone();
     })?;
-    Ok(SharedPrefix::new(prefix.len(), keys, values))
+    Ok((SharedPrefix::new(len, keys, values), out))
 }

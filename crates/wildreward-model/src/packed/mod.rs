@@ -19,7 +19,7 @@
 //! keys and values, [`decode`] the KV-cache decoding steps.
 
 use crate::decoder_weights::DecoderWeights;
-use crate::forward::{Decode, Forward};
+use crate::forward::{Decode, Forward, Trunk};
 use candle_core::{Device, Result, Tensor};
 use decode::PackedDecoder;
 use wildreward_kernels::Bf16Kernel;
@@ -74,6 +74,14 @@ impl Forward for PackedCpu {
         last_hidden(&self.weights, rows)
     }
 
+    fn trunk(&self, rows: &[&[u32]], layers: usize) -> Result<Trunk> {
+        trunk(&self.weights, rows, layers)
+    }
+
+    fn last_hidden_from(&self, trunk: &Trunk) -> Result<Tensor> {
+        last_hidden_from(&self.weights, trunk)
+    }
+
     fn prefill<'a>(
         &'a self,
         prompt: &[u32],
@@ -109,4 +117,78 @@ pub fn last_hidden(backbone: &DecoderWeights, rows: &[&[u32]]) -> Result<Tensor>
         layers::last_states(backbone, rows, |_, _| {})?
     };
     Tensor::from_vec(out, (rows.len(), h), &Device::Cpu)
+}
+
+/// [`Forward::trunk`] on the packed kernels: a prefix shared by every row runs once (as in
+/// [`last_hidden`]), the rows' own tokens attend to its keys and values.
+pub fn trunk(weights: &DecoderWeights, rows: &[&[u32]], layers: usize) -> Result<Trunk> {
+    use layers::{walk, Entry, Exit};
+    let hidden = weights.dims.hidden;
+    let shared = prefix::shared_len(rows);
+    if shared >= prefix::MIN_SHARED {
+        let head: &[u32] = &rows[0][..shared];
+        let (mut pre, prefix_states) =
+            layers::prefix_walk(weights, Entry::Ids(&[head]), Exit::After(layers))?;
+        let own: Vec<&[u32]> = rows.iter().map(|r| &r[shared..]).collect();
+        let states = walk(
+            weights,
+            Entry::Ids(&own),
+            Some(&mut pre),
+            Exit::After(layers),
+            |_, _| {},
+        )?;
+        return Ok(Trunk {
+            layer: layers,
+            hidden,
+            prefix: Some((shared, prefix_states)),
+            lens: own.iter().map(|r| r.len()).collect(),
+            states,
+        });
+    }
+    let states = walk(
+        weights,
+        Entry::Ids(rows),
+        None,
+        Exit::After(layers),
+        |_, _| {},
+    )?;
+    Ok(Trunk {
+        layer: layers,
+        hidden,
+        prefix: None,
+        lens: rows.iter().map(|r| r.len()).collect(),
+        states,
+    })
+}
+
+/// [`Forward::last_hidden_from`] on the packed kernels: the prefix (if the trunk has one) runs
+/// the remaining blocks once, then the rows' own tokens.
+pub fn last_hidden_from(weights: &DecoderWeights, trunk: &Trunk) -> Result<Tensor> {
+    use layers::{walk, Entry, Exit};
+    if trunk.hidden != weights.dims.hidden {
+        candle_core::bail!(
+            "a trunk of width {} for a model of width {}",
+            trunk.hidden,
+            weights.dims.hidden
+        );
+    }
+    let rows = Entry::States {
+        lens: &trunk.lens,
+        x: &trunk.states,
+        layer: trunk.layer,
+    };
+    let out = match &trunk.prefix {
+        Some((len, states)) => {
+            let head_len = [*len];
+            let head = Entry::States {
+                lens: &head_len,
+                x: states,
+                layer: trunk.layer,
+            };
+            let (mut pre, _) = layers::prefix_walk(weights, head, Exit::LastTokens)?;
+            walk(weights, rows, Some(&mut pre), Exit::LastTokens, |_, _| {})?
+        }
+        None => walk(weights, rows, None, Exit::LastTokens, |_, _| {})?,
+    };
+    Tensor::from_vec(out, (trunk.rows(), weights.dims.hidden), &Device::Cpu)
 }

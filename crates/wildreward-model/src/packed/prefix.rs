@@ -54,7 +54,10 @@ impl SharedPrefix {
     /// The prefix of `len` tokens whose keys and values at each layer are `keys` / `values`
     /// (`[len, kv_heads · head_dim]` each).
     pub(crate) fn new(len: usize, keys: Vec<Vec<f32>>, values: Vec<Vec<f32>>) -> Self {
-        let width = keys.first().map_or(0, |k| k.len() / len.max(1));
+        let width = keys
+            .iter()
+            .find(|k| !k.is_empty())
+            .map_or(0, |k| k.len() / len.max(1));
         Self {
             len,
             width,

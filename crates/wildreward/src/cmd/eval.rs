@@ -11,9 +11,11 @@ pub const API_KEY_ENV: &str = "WILDREWARD_API_KEY";
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("scorer").required(true).args(["model", "endpoint"])))]
 pub struct EvalArgs {
-    /// Reward model: HF directory or GGUF file.
+    /// Reward model: HF directory or GGUF file. Repeat it to evaluate several models in one pass
+    /// (reports in OUT/<model directory name>/): the decoder blocks they share (copies of one
+    /// backbone trained with the lower blocks frozen) run once for all of them.
     #[arg(long)]
-    pub model: Option<PathBuf>,
+    pub model: Vec<PathBuf>,
     /// A running scoring endpoint instead of a local model (its root or /score URL uses /score;
     /// a /get_reward URL uses that route, rewards only). A bearer token is read from
     /// $WILDREWARD_API_KEY.
@@ -47,8 +49,8 @@ pub struct EvalArgs {
 
 /// Runs `wildreward eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let scorer = match (args.model, args.endpoint) {
-        (Some(model), _) => ScorerSpec::Model(model),
+    let scorer = match (args.model.first(), args.endpoint.clone()) {
+        (Some(model), _) => ScorerSpec::Model(model.clone()),
         (None, Some(url)) => ScorerSpec::Endpoint(url),
         (None, None) => anyhow::bail!("--model or --endpoint is required"),
     };
@@ -57,8 +59,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     } else {
         args.cache_dir.or_else(cache::default_cache_dir)
     };
-    let out = args.out.clone();
-    let report = wildreward_eval::run(&EvalOptions {
+    let models = args.model.clone();
+    let opts = EvalOptions {
         scorer,
         bench: args.bench,
         out: args.out,
@@ -71,7 +73,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             bearer_token: std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty()),
             ..ClientOptions::default()
         },
-    })?;
+    };
+    if models.len() > 1 {
+        for (label, report) in wildreward_eval::run_models(&opts, &models)? {
+            summary(&report, &opts.out.join(label));
+        }
+        return Ok(());
+    }
+    let report = wildreward_eval::run(&opts)?;
+    summary(&report, &opts.out);
+    Ok(())
+}
+
+/// The one-line result on stderr.
+fn summary(report: &wildreward_eval::Report, out: &std::path::Path) {
     eprintln!(
         "wildreward eval: {} accuracy {:.4} ({}, 95% CI {:.4}-{:.4}) over {} units; report in {}",
         report.bench,
@@ -82,5 +97,4 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         report.units,
         out.join("report.md").display()
     );
-    Ok(())
 }

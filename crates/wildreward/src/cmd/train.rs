@@ -78,6 +78,11 @@ pub struct TrainArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Keep the frozen part's outputs (head-only, last-n) in this directory and reuse them in
+    /// later runs on the same model and examples, e.g. other seeds (each file is checked against
+    /// the model, the mode and every token id before it is used).
+    #[arg(long)]
+    pub feature_cache: Option<PathBuf>,
     /// Resume from the last checkpoint in --out.
     #[arg(long)]
     pub resume: bool,
@@ -155,6 +160,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         out: args.out,
         resume: args.resume,
         progress: !args.quiet,
+        feature_cache: args.feature_cache,
     };
     let report = wildreward_train::train(&run).map_err(input)?;
     println!(
