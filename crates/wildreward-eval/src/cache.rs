@@ -20,6 +20,15 @@ pub struct Score {
     pub probs: Vec<f32>,
 }
 
+impl From<wildreward_model::Scored> for Score {
+    fn from(s: wildreward_model::Scored) -> Self {
+        Self {
+            reward: s.reward,
+            probs: s.probs,
+        }
+    }
+}
+
 /// Environment variable overriding the default cache directory.
 pub const CACHE_ENV: &str = "WILDREWARD_CACHE";
 

@@ -13,7 +13,7 @@ use wildreward_client::{BlockingClient, ClientError, ClientOptions};
 use wildreward_model::{LoadOptions, RewardModel, Scorer, ScorerOptions};
 use wildreward_types::exit::BadInput;
 use wildreward_types::wire::ScoreItem;
-use wildreward_types::{build_text, EmptyHistory};
+use wildreward_types::EmptyHistory;
 
 /// Where scores come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +50,9 @@ enum Backend {
     Structured(BlockingClient),
     Texts(BlockingClient),
 }
+
+/// Where a source keeps scores: its cache (if any) and the scores handed in.
+pub(crate) type Store = (Option<ScoreCache>, HashMap<String, Score>);
 
 /// A scorer plus its cache.
 pub struct ScoreSource {
@@ -205,12 +208,12 @@ impl ScoreSource {
     }
 
     /// Takes the cache and the handed-in scores out (to fill while the scorer is borrowed).
-    pub(crate) fn take_store(&mut self) -> (Option<ScoreCache>, HashMap<String, Score>) {
+    pub(crate) fn take_store(&mut self) -> Store {
         (self.cache.take(), std::mem::take(&mut self.known))
     }
 
     /// Puts back what [`ScoreSource::take_store`] took.
-    pub(crate) fn put_store(&mut self, store: (Option<ScoreCache>, HashMap<String, Score>)) {
+    pub(crate) fn put_store(&mut self, store: Store) {
         (self.cache, self.known) = store;
     }
 
@@ -232,10 +235,7 @@ impl ScoreSource {
         candidates: &[Candidate],
     ) -> anyhow::Result<(Vec<Option<Score>>, ScoringStats)> {
         let start = Instant::now();
-        let texts: Vec<String> = candidates
-            .iter()
-            .map(|c| build_text(&c.history, &c.query, &c.response, EmptyHistory::Training))
-            .collect();
+        let texts: Vec<String> = candidates.iter().map(Candidate::text).collect();
         let mut scores: Vec<Option<Score>> = vec![None; texts.len()];
         let mut stats = ScoringStats::default();
         // Distinct texts not in the cache, longest first (homogeneous batches).
@@ -272,10 +272,7 @@ impl ScoreSource {
                         .iter()
                         .zip(scorer.score_turns(&turns, EmptyHistory::Training)?)
                     {
-                        let score = Score {
-                            reward: s.reward,
-                            probs: s.probs,
-                        };
+                        let score = Score::from(s);
                         if let Some(cache) = self.cache.as_mut() {
                             cache.put(&texts[i], &score)?;
                         }

@@ -6,10 +6,10 @@
 
 use crate::bench::Candidate;
 use crate::cache::Score;
-use crate::scoring::{progress_bar, ScoreSource, LOCAL_CHUNK};
+use crate::scoring::{progress_bar, ScoreSource, Store, LOCAL_CHUNK};
 use std::time::Instant;
 use wildreward_model::{Scorer, SharedScorers};
-use wildreward_types::{build_text, EmptyHistory};
+use wildreward_types::EmptyHistory;
 
 /// Scores every candidate some source lacks with all of `sources` together (local models only);
 /// returns a note for the reports (how many blocks were shared, what it cost), or `None` when
@@ -18,10 +18,7 @@ pub fn score_together(
     sources: &mut [ScoreSource],
     candidates: &[Candidate],
 ) -> anyhow::Result<Option<String>> {
-    let texts: Vec<String> = candidates
-        .iter()
-        .map(|c| build_text(&c.history, &c.query, &c.response, EmptyHistory::Training))
-        .collect();
+    let texts: Vec<String> = candidates.iter().map(Candidate::text).collect();
     let mut seen = std::collections::HashSet::new();
     let mut todo: Vec<usize> = (0..texts.len())
         .filter(|&i| seen.insert(texts[i].as_str()))
@@ -53,10 +50,7 @@ pub fn score_together(
 /// returns the shared depth.
 fn fill(
     sources: &[ScoreSource],
-    stores: &mut [(
-        Option<crate::cache::ScoreCache>,
-        std::collections::HashMap<String, Score>,
-    )],
+    stores: &mut [Store],
     candidates: &[Candidate],
     texts: &[String],
     todo: &[usize],
@@ -81,10 +75,7 @@ fn fill(
         let scored = group.score_turns(&turns, EmptyHistory::Training)?;
         for ((cache, known), model) in stores.iter_mut().zip(scored) {
             for (&i, s) in chunk.iter().zip(model) {
-                let score = Score {
-                    reward: s.reward,
-                    probs: s.probs,
-                };
+                let score = Score::from(s);
                 if let Some(cache) = cache.as_mut().filter(|c| c.get(&texts[i]).is_none()) {
                     cache.put(&texts[i], &score)?;
                 }

@@ -163,6 +163,23 @@ impl Scorer {
         encoder.encode(history, query, response).map_err(described)
     }
 
+    /// Token ids of each turn (history, query, response) with whether it was cut, as training
+    /// encodes them ([`Self::encode_turn`]); an error names the turn.
+    pub fn encode_turns(
+        &self,
+        turns: &[(&[Message], &str, &str)],
+        empty: EmptyHistory,
+    ) -> Result<Vec<(Vec<u32>, bool)>> {
+        turns
+            .iter()
+            .enumerate()
+            .map(|(i, (h, q, r))| {
+                self.encode_turn(h, q, r, empty)
+                    .map_err(|e| ModelError::Input(format!("item {i}{}", describe(&e))))
+            })
+            .collect()
+    }
+
     /// Scores turns (history, query, response) encoded as training encodes them; results are in
     /// input order.
     pub fn score_turns(
@@ -170,15 +187,7 @@ impl Scorer {
         turns: &[(&[Message], &str, &str)],
         empty: EmptyHistory,
     ) -> Result<Vec<Scored>> {
-        let encoded: Vec<(Vec<u32>, bool)> = turns
-            .iter()
-            .enumerate()
-            .map(|(i, (h, q, r))| {
-                self.encode_turn(h, q, r, empty)
-                    .map_err(|e| ModelError::Input(format!("item {i}{}", describe(&e))))
-            })
-            .collect::<Result<_>>()?;
-        self.score_encoded(encoded)
+        self.score_encoded(self.encode_turns(turns, empty)?)
     }
 
     /// Scores texts; results are in input order.
@@ -191,34 +200,34 @@ impl Scorer {
     pub fn score_encoded(&self, encoded: Vec<(Vec<u32>, bool)>) -> Result<Vec<Scored>> {
         let (ids, truncated): (Vec<Vec<u32>>, Vec<bool>) = encoded.into_iter().unzip();
         let mut out = self.score_ids(&ids)?;
-        for (s, truncated) in out.iter_mut().zip(truncated) {
-            s.truncated = truncated;
-        }
+        mark_truncated(&mut out, &truncated);
         Ok(out)
     }
 
     /// Scores pre-tokenised inputs; results are in input order.
     pub fn score_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Scored>> {
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let mut out: Vec<Option<Scored>> = vec![None; ids.len()];
-        let padded = !self.packs_rows();
-        for batch in plan_batches(
-            &order,
-            ids,
-            self.opts.max_batch_tokens,
-            self.opts.max_batch_size,
-            padded,
-        ) {
+        for batch in self.plan(ids) {
             let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
             for (&i, scored) in batch.iter().zip(self.score_batch(&rows)?) {
                 out[i] = Some(scored);
             }
         }
-        out.into_iter()
-            .enumerate()
-            .map(|(i, s)| s.ok_or_else(|| ModelError::Input(format!("input {i} was not scored"))))
-            .collect()
+        all_scored(out)
+    }
+
+    /// The batches [`Self::score_ids`] runs `ids` in: longest first, within this scorer's token and
+    /// row budgets, sized as its forward costs them ([`plan_batches`]).
+    pub fn plan(&self, ids: &[Vec<u32>]) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+        plan_batches(
+            &order,
+            ids,
+            self.opts.max_batch_tokens,
+            self.opts.max_batch_size,
+            !self.packs_rows(),
+        )
     }
 
     /// One forward pass over `rows`, already planned as one batch (by [`plan_batches`], as the
@@ -268,8 +277,23 @@ impl Scorer {
     }
 }
 
+/// Sets each score's `truncated` from whether its input was cut.
+pub(crate) fn mark_truncated(scores: &mut [Scored], truncated: &[bool]) {
+    for (s, &cut) in scores.iter_mut().zip(truncated) {
+        s.truncated = cut;
+    }
+}
+
+/// Every input's score, or an error naming the first input a planned batch left out.
+pub(crate) fn all_scored(out: Vec<Option<Scored>>) -> Result<Vec<Scored>> {
+    out.into_iter()
+        .enumerate()
+        .map(|(i, s)| s.ok_or_else(|| ModelError::Input(format!("input {i} was not scored"))))
+        .collect()
+}
+
 /// An input's error worded to follow its name: `" is empty"`, `": cannot tokenise: …"`.
-pub(crate) fn describe(e: &ModelError) -> String {
+fn describe(e: &ModelError) -> String {
     match e {
         ModelError::Input(m) if m.starts_with(' ') || m.starts_with(':') => m.clone(),
         other => format!(": {other}"),

@@ -9,7 +9,7 @@ use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::forward::Forward;
 use crate::model::RewardModel;
-use crate::scorer::{describe, plan_batches, Scored, Scorer};
+use crate::scorer::{all_scored, mark_truncated, Scored, Scorer};
 use candle_core::{DType, Tensor};
 use wildreward_types::chat::Message;
 use wildreward_types::template::EmptyHistory;
@@ -137,48 +137,31 @@ impl<'a> SharedScorers<'a> {
         turns: &[(&[Message], &str, &str)],
         empty: EmptyHistory,
     ) -> Result<Vec<Vec<Scored>>> {
-        let first = self.scorers[0];
-        let mut ids = Vec::with_capacity(turns.len());
-        let mut truncated = Vec::with_capacity(turns.len());
-        for (i, (h, q, r)) in turns.iter().enumerate() {
-            let (row, cut) = first
-                .encode_turn(h, q, r, empty)
-                .map_err(|e| ModelError::Input(format!("item {i}{}", describe(&e))))?;
-            for (m, s) in self.scorers.iter().enumerate().skip(1) {
-                if s.encode_turn(h, q, r, empty)?.0 != row {
-                    return Err(ModelError::Input(format!(
-                        "item {i}: model {m} encodes it differently from model 0 (another \
-                         tokenizer): score them separately"
-                    )));
-                }
+        let encoded = self.scorers[0].encode_turns(turns, empty)?;
+        for (m, s) in self.scorers.iter().enumerate().skip(1) {
+            let other = s.encode_turns(turns, empty)?;
+            if let Some(i) = (0..turns.len()).find(|&i| other[i].0 != encoded[i].0) {
+                return Err(ModelError::Input(format!(
+                    "item {i}: model {m} encodes it differently from model 0 (another \
+                     tokenizer): score them separately"
+                )));
             }
-            ids.push(row);
-            truncated.push(cut);
         }
+        let (ids, truncated): (Vec<Vec<u32>>, Vec<bool>) = encoded.into_iter().unzip();
         let mut out = self.score_ids(&ids)?;
         for model in &mut out {
-            for (s, &cut) in model.iter_mut().zip(&truncated) {
-                s.truncated = cut;
-            }
+            mark_truncated(model, &truncated);
         }
         Ok(out)
     }
 
-    /// Scores pre-tokenised inputs with every model: `[model][input]`, in input order.
+    /// Scores pre-tokenised inputs with every model: `[model][input]`, in input order, in the
+    /// batches the first model's scorer plans.
     pub fn score_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<Scored>>> {
         let first = self.scorers[0];
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-        let opts = first.options();
         let mut out: Vec<Vec<Option<Scored>>> = vec![vec![None; ids.len()]; self.scorers.len()];
         let trunk_forward: &dyn Forward = first.model().forward();
-        for batch in plan_batches(
-            &order,
-            ids,
-            opts.max_batch_tokens,
-            opts.max_batch_size,
-            trunk_forward.pads_rows(),
-        ) {
+        for batch in first.plan(ids) {
             let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
             let trunk = trunk_forward.trunk(&rows, self.depth)?;
             for (m, scorer) in self.scorers.iter().enumerate() {
@@ -190,16 +173,6 @@ impl<'a> SharedScorers<'a> {
                 }
             }
         }
-        out.into_iter()
-            .map(|model| {
-                model
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, s)| {
-                        s.ok_or_else(|| ModelError::Input(format!("input {i} was not scored")))
-                    })
-                    .collect()
-            })
-            .collect()
+        out.into_iter().map(all_scored).collect()
     }
 }

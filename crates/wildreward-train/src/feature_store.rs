@@ -13,12 +13,6 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-/// What the model at `path` is, as files on disk ([`wildreward_types::files::identity`]): a
-/// retrained or replaced model gets a new identity.
-pub fn model_identity(path: &Path) -> std::io::Result<String> {
-    wildreward_types::files::identity(path)
-}
-
 /// One cache entry: where it lives and what it must match.
 pub struct Entry {
     path: PathBuf,

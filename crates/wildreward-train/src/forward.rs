@@ -173,7 +173,7 @@ impl FeatureCache {
 pub struct FeatureStore {
     /// The directory.
     pub dir: std::path::PathBuf,
-    /// The frozen model's identity ([`crate::feature_store::model_identity`]).
+    /// The frozen model's identity ([`wildreward_types::files::identity`]).
     pub model_identity: String,
 }
 

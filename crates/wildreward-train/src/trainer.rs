@@ -6,7 +6,6 @@ use crate::batching::epoch_batches;
 use crate::config::{TrainConfig, TrainMode};
 use crate::data::{read_split, Encoded, Encoder};
 use crate::error::{Result, TrainError};
-use crate::feature_store::model_identity;
 use crate::forward::{caches_features, logits, loss_of, FeatureCache, FeatureStore};
 use crate::metrics;
 use crate::optim::{accumulate, clip_grad_norm, lr_at};
@@ -259,7 +258,8 @@ pub fn train(run: &TrainRun) -> Result<TrainReport> {
         let store = match &run.feature_cache {
             Some(dir) => Some(FeatureStore {
                 dir: dir.clone(),
-                model_identity: model_identity(&path).map_err(|e| TrainError::io(&path, e))?,
+                model_identity: wildreward_types::files::identity(&path)
+                    .map_err(|e| TrainError::io(&path, e))?,
             }),
             None => None,
         };

@@ -156,32 +156,27 @@ fn several_models_score_in_one_pass_with_each_report_as_if_alone() {
     let variant = scratch.0.join("variant");
     checkpoint::save(&model, &variant).unwrap();
     drop(model);
-    let common = |out: &Path| {
-        vec![
-            "--bench".to_string(),
-            "hh".into(),
-            "--limit".into(),
-            "8".into(),
-            "--max-length".into(),
-            "96".into(),
-            "--allow-untrained-head".into(),
-            "--out".into(),
-            out.display().to_string(),
-        ]
+    // `wildreward eval` on `models` (each its own --model) with `extra` flags, writing to `out`.
+    let eval = |models: &[&Path], extra: &[String], out: &Path| {
+        let mut args = vec!["eval".to_string()];
+        for m in models {
+            args.extend(["--model".to_string(), m.display().to_string()]);
+        }
+        args.extend(extra.iter().cloned());
+        for flag in ["--bench", "hh", "--limit", "8", "--max-length", "96"] {
+            args.push(flag.to_string());
+        }
+        args.extend(["--allow-untrained-head".into(), "--out".into()]);
+        args.push(out.display().to_string());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&refs)
     };
     let both = scratch.0.join("both");
-    let mut args = vec![
-        "eval".to_string(),
-        "--model".into(),
-        gguf.display().to_string(),
-        "--model".into(),
-        variant.display().to_string(),
-        "--cache-dir".into(),
+    let cache = [
+        "--cache-dir".to_string(),
         scratch.0.join("cache").display().to_string(),
     ];
-    args.extend(common(&both));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = run(&refs);
+    let o = eval(&[&gguf, &variant], &cache, &both);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(
@@ -197,15 +192,7 @@ fn several_models_score_in_one_pass_with_each_report_as_if_alone() {
         let notes = together["notes"].to_string();
         assert!(notes.contains("sharing their first 30 blocks"), "{notes}");
         let alone_dir = scratch.0.join(format!("alone-{label}"));
-        let mut args = vec![
-            "eval".to_string(),
-            "--model".into(),
-            path.display().to_string(),
-            "--no-cache".into(),
-        ];
-        args.extend(common(&alone_dir));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = run(&refs);
+        let o = eval(&[path], &["--no-cache".to_string()], &alone_dir);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let alone = read(alone_dir.join("report.json"));
         assert_eq!(alone["units"], together["units"]);
@@ -226,16 +213,7 @@ fn several_models_score_in_one_pass_with_each_report_as_if_alone() {
     std::fs::create_dir_all(twin.parent().unwrap()).unwrap();
     std::fs::rename(&variant, &twin).unwrap();
     std::fs::create_dir_all(&variant).unwrap();
-    let mut args = vec![
-        "eval".to_string(),
-        "--model".into(),
-        twin.display().to_string(),
-        "--model".into(),
-        variant.display().to_string(),
-    ];
-    args.extend(common(&scratch.0.join("clash")));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = run(&refs);
+    let o = eval(&[&twin, &variant], &[], &scratch.0.join("clash"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(65), "{err}");
     assert!(err.contains("two models are named variant"), "{err}");

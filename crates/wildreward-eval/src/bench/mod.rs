@@ -13,7 +13,7 @@ pub use hh::{parse_pair, HhPair};
 
 use std::path::{Path, PathBuf};
 use wildreward_types::exit::BadInput;
-use wildreward_types::Message;
+use wildreward_types::{build_text, EmptyHistory, Message};
 
 /// One response to score, with what the RM template needs around it.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +27,17 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// The RM text of this candidate (the shared template, as training builds it): the key of its
+    /// cached score.
+    pub fn text(&self) -> String {
+        build_text(
+            &self.history,
+            &self.query,
+            &self.response,
+            EmptyHistory::Training,
+        )
+    }
+
     /// The turn as the scorer takes it: (history, query, response).
     pub fn turn(&self) -> (&[Message], &str, &str) {
         (

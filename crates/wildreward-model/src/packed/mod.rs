@@ -123,13 +123,17 @@ pub fn last_hidden(backbone: &DecoderWeights, rows: &[&[u32]]) -> Result<Tensor>
 /// [`last_hidden`]), the rows' own tokens attend to its keys and values.
 pub fn trunk(weights: &DecoderWeights, rows: &[&[u32]], layers: usize) -> Result<Trunk> {
     use layers::{walk, Entry, Exit};
-    let hidden = weights.dims.hidden;
     let shared = prefix::shared_len(rows);
-    if shared >= prefix::MIN_SHARED {
+    let shared = if shared >= prefix::MIN_SHARED {
+        shared
+    } else {
+        0
+    };
+    let own: Vec<&[u32]> = rows.iter().map(|r| &r[shared..]).collect();
+    let (states, prefix) = if shared > 0 {
         let head: &[u32] = &rows[0][..shared];
         let (mut pre, prefix_states) =
             layers::prefix_walk(weights, Entry::Ids(&[head]), Exit::After(layers))?;
-        let own: Vec<&[u32]> = rows.iter().map(|r| &r[shared..]).collect();
         let states = walk(
             weights,
             Entry::Ids(&own),
@@ -137,26 +141,22 @@ pub fn trunk(weights: &DecoderWeights, rows: &[&[u32]], layers: usize) -> Result
             Exit::After(layers),
             |_, _| {},
         )?;
-        return Ok(Trunk {
-            layer: layers,
-            hidden,
-            prefix: Some((shared, prefix_states)),
-            lens: own.iter().map(|r| r.len()).collect(),
-            states,
-        });
-    }
-    let states = walk(
-        weights,
-        Entry::Ids(rows),
-        None,
-        Exit::After(layers),
-        |_, _| {},
-    )?;
+        (states, Some((shared, prefix_states)))
+    } else {
+        let states = walk(
+            weights,
+            Entry::Ids(&own),
+            None,
+            Exit::After(layers),
+            |_, _| {},
+        )?;
+        (states, None)
+    };
     Ok(Trunk {
         layer: layers,
-        hidden,
-        prefix: None,
-        lens: rows.iter().map(|r| r.len()).collect(),
+        hidden: weights.dims.hidden,
+        prefix,
+        lens: own.iter().map(|r| r.len()).collect(),
         states,
     })
 }
